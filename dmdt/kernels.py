@@ -1,0 +1,272 @@
+"""Numba kernels for dmdt histograms: arrays in, arrays out.
+
+Callers (``dmdt.engine``) validate and sort; these functions trust their inputs:
+``t`` ascending float64 (distinct where stated), ``m`` float64 of the same length, edges strictly
+increasing, ``out`` int32 ``(n_dt, n_dm)`` accumulated in place.
+
+Every pair is binned along one "row": a point p and a run of points whose |dt| from p grows
+along the run (later points walking forward, earlier points walking backward), so
+
+- the dt bin is a pointer walked forward, and the row stops at the first dt past the grid;
+- on grids whose dm edges share a uniform lattice (all presets; ``Grid.dm_lattice``), the dm cell
+  of a whole row is computed first in one branch-free, vectorised loop, and the pairs are counted
+  on lattice cells that are folded into dm bins at the end. A dm within 1e-9 cell of a lattice
+  point is flagged and binned by an exact search instead, so results equal a plain search;
+- other grids use a lookup table checked against the edges (``Grid.dm_table``), also exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_EPS = 1e-9  # in lattice cells; far above the rounding error of the cell arithmetic
+_PAD = 16  # the vectorised loop runs in whole blocks of this many points (buffers are padded)
+
+
+@njit(cache=True, inline="always")
+def _search(x, edges):  # type: ignore[no-untyped-def]
+    """Bin of x in ``[edges[0], edges[-1])`` (checked by the caller) by bisection."""
+    a = 0
+    b = edges.size - 1
+    while b - a > 1:
+        mid = (a + b) >> 1
+        if x >= edges[mid]:
+            a = mid
+        else:
+            b = mid
+    return a
+
+
+@njit(cache=True, fastmath=True, boundscheck=False)
+def _cells(m, a, z, mi, sign, lo, inv_h, upper, cell, flag):  # type: ignore[no-untyped-def]
+    """Lattice cell (+1; 0 and C+1 are out of range) of dm = sign * (m[q] - mi), q in [a, z).
+
+    fastmath is safe here: the cell is only trusted when it is ``_EPS`` away from a boundary.
+    """
+    for q in range(a, z):
+        x = (sign * (m[q] - mi) - lo) * inv_h + 1.0
+        x = min(max(x, 0.5), upper)
+        c = np.int32(x)
+        f = x - c
+        b = np.int32((f < _EPS) | (f > 1.0 - _EPS))
+        flag[q] = b
+        cell[q] = c * (1 - b)
+
+
+@njit(cache=True, nogil=True)
+def _row_lattice(ti, mi, t, m, mpad, first, last, sign, dt_edges, dm_edges, cell_lo, inv_h, n_cells, acc, out, cell, flag):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Pairs of (ti, mi) with points first, first+sign, ..., last (inclusive) along a row."""
+    if sign > 0:
+        a, z = first, last + 1
+    else:
+        a, z = last, first + 1
+    if z <= a:
+        return
+    _cells(mpad, a, a + ((z - a + _PAD - 1) // _PAD) * _PAD, mi, sign, cell_lo, inv_h, n_cells + 1.5, cell, flag)  # noqa: E501
+    w = n_cells + 2
+    dt_lo = dt_edges[0]
+    k = 0
+    n_flag = 0
+    j = first
+    stop = last + sign
+    while j != stop:
+        dt = sign * (t[j] - ti)
+        if dt >= dt_lo:
+            while dt >= dt_edges[k + 1]:
+                k += 1
+            acc[k * w + cell[j]] += 1
+            n_flag += flag[j]
+        j += sign
+    if n_flag > 0:
+        dm_lo = dm_edges[0]
+        dm_hi = dm_edges[-1]
+        for j in range(a, z):
+            if flag[j]:
+                dt = sign * (t[j] - ti)
+                dm = sign * (m[j] - mi)
+                if dt >= dt_lo and dm >= dm_lo and dm < dm_hi:
+                    out[_search(dt, dt_edges), _search(dm, dm_edges)] += 1
+
+
+@njit(cache=True, inline="always")
+def _dm_bin(dm, dm_edges, table, lo, inv_h):  # type: ignore[no-untyped-def]
+    """Bin of dm (in range, checked by the caller) from the lookup table, fixed by the edges."""
+    c = int((dm - lo) * inv_h)
+    if c >= table.size:
+        c = table.size - 1
+    k = table[c]
+    last = dm_edges.size - 2
+    while k < last and dm >= dm_edges[k + 1]:
+        k += 1
+    while dm < dm_edges[k]:
+        k -= 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _row_table(ti, mi, t, m, first, last, sign, dt_edges, dm_edges, table, lo, inv_h, out):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Generic-grid version of :func:`_row_lattice`."""
+    dt_lo = dt_edges[0]
+    dm_lo = dm_edges[0]
+    dm_hi = dm_edges[-1]
+    k = 0
+    j = first
+    stop = last + sign
+    while j != stop:
+        dt = sign * (t[j] - ti)
+        if dt >= dt_lo:
+            while dt >= dt_edges[k + 1]:
+                k += 1
+            dm = sign * (m[j] - mi)
+            if dm >= dm_lo and dm < dm_hi:
+                out[k, _dm_bin(dm, dm_edges, table, lo, inv_h)] += 1
+        j += sign
+
+
+@njit(cache=True, nogil=True)
+def _row_end(ti, t, start, sign, dt_hi):  # type: ignore[no-untyped-def]
+    """Last index of the row from ``start`` (stepping by sign) whose |dt| is below dt_hi."""
+    j = start
+    n = t.size
+    while 0 <= j + sign < n and sign * (t[j + sign] - ti) < dt_hi:
+        j += sign
+    return j
+
+
+@njit(cache=True, nogil=True)
+def _fold(acc, cell_bin, out):  # type: ignore[no-untyped-def]
+    n_dt = out.shape[0]
+    w = cell_bin.size + 2
+    for k in range(n_dt):
+        for c in range(cell_bin.size):
+            out[k, cell_bin[c]] += acc[k * w + c + 1]
+
+
+@njit(cache=True, nogil=True)
+def _padded(m):  # type: ignore[no-untyped-def]
+    mpad = np.zeros(m.size + _PAD)
+    mpad[: m.size] = m
+    return mpad
+
+
+@njit(cache=True, nogil=True)
+def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Accumulate every pair i < j of a time-sorted light curve into ``out``."""
+    n = t.size
+    if n < 2:
+        return
+    dt_hi = dt_edges[-1]
+    n_cells = cell_bin.size
+    if n_cells == 0:
+        for i in range(n - 1):
+            if t[i + 1] - t[i] < dt_hi:
+                last = _row_end(t[i], t, i + 1, 1, dt_hi)
+                _row_table(t[i], m[i], t, m, i + 1, last, 1, dt_edges, dm_edges, table, lo, inv_h, out)  # noqa: E501
+        return
+    acc = np.zeros((dt_edges.size - 1) * (n_cells + 2), dtype=np.int32)
+    mpad = _padded(m)
+    cell = np.empty(n + _PAD, dtype=np.int32)
+    flag = np.empty(n + _PAD, dtype=np.int32)
+    last = 0
+    for i in range(n - 1):
+        if last <= i:
+            last = i + 1
+        while last + 1 < n and t[last + 1] - t[i] < dt_hi:
+            last += 1
+        if t[last] - t[i] < dt_hi:
+            _row_lattice(t[i], m[i], t, m, mpad, i + 1, last, 1, dt_edges, dm_edges, cell_lo, cell_inv_h, n_cells, acc, out, cell, flag)  # noqa: E501
+    _fold(acc, cell_bin, out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def counts_batch(t, m, offsets, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Light curve i is ``t[offsets[i]:offsets[i+1]]``; accumulates into ``out[i]``."""
+    for i in prange(offsets.size - 1):
+        a = offsets[i]
+        b = offsets[i + 1]
+        counts_sorted(t[a:b], m[a:b], dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out[i])  # noqa: E501
+
+
+@njit(cache=True, nogil=True)
+def _update_one(ht, hm, he, nt, nm, ne, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts, ot, om, oe):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Merge new points into one sorted history of distinct times, adding only the new pairs.
+
+    ``ht/hm/he``: history (sorted, distinct times); ``nt/nm/ne``: new points in arrival order;
+    ``ot/om/oe``: output buffers of length len(ht) + len(nt). Returns the merged length. A new
+    point whose time is already in the history, or earlier in this batch, is skipped.
+    """
+    n = ht.size
+    q = nt.size
+    dt_hi = dt_edges[-1]
+    n_cells = cell_bin.size
+    order = np.argsort(nt, kind="mergesort")  # stable: the first arrival of a time wins
+    at = np.empty(q)
+    am = np.empty(q)
+    ae = np.empty(q)
+    if n_cells > 0:
+        acc = np.zeros((dt_edges.size - 1) * (n_cells + 2), dtype=np.int32)
+        mpad = _padded(hm)
+        cell = np.empty(n + _PAD, dtype=np.int32)
+        flag = np.empty(n + _PAD, dtype=np.int32)
+    na = 0
+    for r in range(q):
+        p = order[r]
+        tp = nt[p]
+        mp = nm[p]
+        if na > 0 and at[na - 1] == tp:
+            continue
+        s = np.searchsorted(ht, tp)
+        if s < n and ht[s] == tp:
+            continue
+        # pairs with the history: earlier points walking back, later points walking forward
+        for first, sign in ((s - 1, -1), (s, 1)):
+            if 0 <= first < n and sign * (ht[first] - tp) < dt_hi:
+                last = _row_end(tp, ht, first, sign, dt_hi)
+                if n_cells > 0:
+                    _row_lattice(tp, mp, ht, hm, mpad, first, last, sign, dt_edges, dm_edges, cell_lo, cell_inv_h, n_cells, acc, counts, cell, flag)  # noqa: E501
+                else:
+                    _row_table(tp, mp, ht, hm, first, last, sign, dt_edges, dm_edges, table, lo, inv_h, counts)  # noqa: E501
+        at[na] = tp
+        am[na] = mp
+        ae[na] = ne[p]
+        na += 1
+    if n_cells > 0:
+        _fold(acc, cell_bin, counts)
+    # pairs among the accepted new points (already sorted, distinct)
+    counts_sorted(at[:na], am[:na], dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts)  # noqa: E501
+    # merge the two sorted runs
+    i = 0
+    j = 0
+    k = 0
+    while i < n or j < na:
+        if j == na or (i < n and ht[i] < at[j]):
+            ot[k] = ht[i]
+            om[k] = hm[i]
+            oe[k] = he[i]
+            i += 1
+        else:
+            ot[k] = at[j]
+            om[k] = am[j]
+            oe[k] = ae[j]
+            j += 1
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def update_batch(ht, hm, he, hoff, nt, nm, ne, noff, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts, ot, om, oe):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Incremental update of many sources in one call (source i: history slice ``hoff[i]``,
+    new points slice ``noff[i]``, output slice starting at ``hoff[i] + noff[i]``).
+
+    ``counts`` is ``(n_sources, n_dt, n_dm)`` updated in place. Returns merged lengths.
+    """
+    n_src = hoff.size - 1
+    lengths = np.empty(n_src, dtype=np.int64)
+    for i in prange(n_src):
+        a, b = hoff[i], hoff[i + 1]
+        c, d = noff[i], noff[i + 1]
+        o = a + c
+        e = o + (b - a) + (d - c)
+        lengths[i] = _update_one(ht[a:b], hm[a:b], he[a:b], nt[c:d], nm[c:d], ne[c:d], dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts[i], ot[o:e], om[o:e], oe[o:e])  # noqa: E501
+    return lengths
