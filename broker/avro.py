@@ -1,0 +1,435 @@
+"""Avro plumbing shared by decode and encode: errors, schema loading, framing, container files.
+
+Pure: no Kafka import. Every schema is parsed once and cached; every fastavro, struct, zlib or
+JSON error raised on message bytes is re-raised as `DecodeError(reason, message) from exc`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import fastavro.schema
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+# The fixed set of reasons a message is rejected for; dead letters are counted by these.
+REASONS = (
+    "not_avro",  # not decodable: truncated, garbage, bad container header, unsupported codec
+    "bad_magic",  # Confluent framing expected, first byte not 0 or shorter than 5 bytes
+    "unknown_schema",  # framing schema id unknown to the registry (local files or HTTP)
+    "schema_mismatch",  # valid Avro, but not a shape this decoder reads (or an unsafe schema)
+    "missing_field",  # a required value is null or absent
+    "invalid_value",  # NaN / inf / negative error, unknown band, ...
+    "empty_lightcurve",  # no usable detection at all
+    "too_large",  # over a documented size cap
+)
+
+# Caps on hostile input (documented in README of schemas/ and in decode.py).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a ZTF alert is ~60 kB, a Rubin alert ~300 kB
+MAX_SCHEMA_BYTES = 512 * 1024  # the ZTF writer schema embedded in each message is ~20 kB
+MAX_CONTAINER_RECORDS = 16  # ZTF sends one alert per container file
+_MAX_HEADER_ENTRIES = 64
+_SCHEMA_CACHE_SIZE = 32
+
+_FRAME = struct.Struct(">bI")
+_AVRO_MAGIC = b"Obj\x01"
+_SYNC_SIZE = 16
+
+
+class DecodeError(ValueError):
+    """A message that cannot be turned into alerts; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown DecodeError reason {reason!r}")
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class SchemaRegistryUnavailable(RuntimeError):
+    """The Schema Registry cannot be reached: an outage, not a bad message (never dead-letter)."""
+
+
+# Errors fastavro and the standard library raise on bad bytes (fuzzed in tests/test_decode.py).
+BAD_BYTES_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    RecursionError,
+    struct.error,
+    zlib.error,
+    AttributeError,
+)
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    """Prefix an Avro body with the Confluent wire-format header (magic 0, big-endian id)."""
+    return _FRAME.pack(0, schema_id) + body
+
+
+def unframe(data: bytes) -> tuple[int, memoryview]:
+    """Split a Confluent-framed message into (schema id, Avro body)."""
+    if len(data) < _FRAME.size or data[0] != 0:
+        raise DecodeError(
+            "bad_magic",
+            f"not Confluent-framed (length {len(data)}, first byte {data[0] if data else None})",
+        )
+    _, schema_id = _FRAME.unpack_from(data)
+    return schema_id, memoryview(data)[_FRAME.size :]
+
+
+def check_size(data: bytes, limit: int = MAX_MESSAGE_BYTES) -> None:
+    """Reject a message over the size cap before any parsing."""
+    if len(data) > limit:
+        raise DecodeError("too_large", f"message of {len(data)} bytes exceeds {limit}")
+
+
+def read_body(body: bytes | memoryview, writer: Any, reader: Any = None) -> Any:
+    """Decode one schemaless Avro body that must be consumed exactly."""
+    buf = io.BytesIO(body)
+    try:
+        record = fastavro.schemaless_reader(buf, writer, reader)
+    except fastavro.read.SchemaResolutionError as exc:
+        raise DecodeError("schema_mismatch", str(exc)) from exc
+    except BAD_BYTES_ERRORS as exc:
+        raise DecodeError("not_avro", f"{type(exc).__name__}: {exc}") from exc
+    if buf.tell() != len(body):
+        raise DecodeError("not_avro", f"{len(body) - buf.tell()} trailing bytes after the record")
+    return record
+
+
+def write_body(schema: Any, record: Any) -> bytes:
+    """Encode one record as a schemaless Avro body."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- schema safety and loading
+
+
+def check_schema_safe(schema: Any) -> None:
+    """Reject schemas that let a few bytes cost unbounded time: recursive types, zero-size items.
+
+    An array whose items encode in zero bytes (null, empty record, fixed of size 0) can declare
+    2**62 items in 10 bytes; a recursive record can nest until the C stack overflows.
+    """
+    named: dict[str, bool] = {}  # full name -> encodes in zero bytes
+
+    def walk(node: Any, namespace: str, stack: tuple[str, ...], depth: int) -> bool:
+        if depth > 64:
+            raise DecodeError("schema_mismatch", "schema nested deeper than 64 levels")
+        if isinstance(node, str):
+            full = node if "." in node or not namespace else f"{namespace}.{node}"
+            if node in stack or full in stack:
+                raise DecodeError("schema_mismatch", f"recursive type {node}")
+            if full in named:
+                return named[full]
+            if node in named:
+                return named[node]
+            return node == "null"  # primitives; unknown names fail later in parse_schema
+        if isinstance(node, list):
+            for branch in node:
+                walk(branch, namespace, stack, depth + 1)
+            return False  # a union always writes its branch index
+        if not isinstance(node, dict):
+            raise DecodeError("schema_mismatch", f"bad schema node {type(node).__name__}")
+        kind = node.get("type")
+        if kind in ("record", "error", "enum", "fixed"):
+            name = str(node.get("name", ""))
+            ns = str(node.get("namespace", namespace))
+            full = name if "." in name or not ns else f"{ns}.{name}"
+            if kind == "enum":
+                named[full] = False
+                return False
+            if kind == "fixed":
+                named[full] = node.get("size") == 0
+                return named[full]
+            inner = (*stack, full, name)
+            fields = node.get("fields", [])
+            if not isinstance(fields, list):
+                raise DecodeError("schema_mismatch", "record fields is not a list")
+            zero = all(
+                [
+                    walk(f.get("type") if isinstance(f, dict) else None, ns, inner, depth + 1)
+                    for f in fields
+                ]
+            )
+            named[full] = zero
+            return zero
+        if kind in ("array", "map"):
+            items = node.get("items" if kind == "array" else "values")
+            if walk(items, namespace, stack, depth + 1) and kind == "array":
+                raise DecodeError("schema_mismatch", "array of zero-size items")
+            return False
+        return walk(kind, namespace, stack, depth + 1)
+
+    walk(schema, "", (), 0)
+
+
+def parse_untrusted_schema(text: bytes | str) -> Any:
+    """Parse a schema that came with a message or from a registry, after the safety checks."""
+    if len(text) > MAX_SCHEMA_BYTES:
+        raise DecodeError("too_large", f"schema of {len(text)} bytes exceeds {MAX_SCHEMA_BYTES}")
+    try:
+        raw = json.loads(text)
+        check_schema_safe(raw)
+        return fastavro.parse_schema(raw)
+    except DecodeError:
+        raise
+    except (*BAD_BYTES_ERRORS, fastavro.schema.SchemaParseException) as exc:
+        raise DecodeError("schema_mismatch", f"unreadable schema: {exc}") from exc
+
+
+@cache
+def load_schema_file(path: Path) -> Any:
+    """Load and parse a trusted .avsc file (named types resolved from its folder), once."""
+    return fastavro.schema.load_schema(str(path))
+
+
+class LocalRegistry:
+    """Our own schemas, by Confluent id and by name, from schemas/registry.json."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.schema_dir = schema_dir
+        entries = json.loads((schema_dir / "registry.json").read_text())["schemas"]
+        self._by_id = {int(e["id"]): e for e in entries}
+        self._latest: dict[str, int] = {}
+        for e in sorted(entries, key=lambda e: tuple(map(int, e["version"].split(".")))):
+            self._latest[e["name"]] = int(e["id"])
+
+    def ids(self, name: str) -> list[int]:
+        """All ids registered for one schema name, oldest version first."""
+        return [i for i, e in self._by_id.items() if e["name"] == name]
+
+    def latest_id(self, name: str) -> int:
+        """Id of the newest version of a schema name (what the encoder writes)."""
+        return self._latest[name]
+
+    def schema(self, schema_id: int, name: str | None = None) -> Any:
+        """Parsed schema of an id, checking it belongs to `name` when given."""
+        entry = self._by_id.get(schema_id)
+        if entry is None or (name is not None and entry["name"] != name):
+            raise DecodeError(
+                "unknown_schema",
+                f"schema id {schema_id} is not a registered {name or 'dmdt'} schema",
+            )
+        return load_schema_file(self.schema_dir / entry["path"])
+
+
+@cache
+def _registry(schema_dir: Path) -> LocalRegistry:
+    return LocalRegistry(schema_dir)
+
+
+def local_registry(schema_dir: Path = SCHEMA_DIR) -> LocalRegistry:
+    """The (cached) local registry of a schema folder."""
+    return _registry(schema_dir.resolve())
+
+
+def rubin_local_schema(schema_id: int, schema_dir: Path = SCHEMA_DIR) -> Any:
+    """Official Rubin schema of an id (100 * major + minor) from schemas/rubin/<major>/<minor>/."""
+    major, minor = divmod(schema_id, 100)
+    path = schema_dir / "rubin" / str(major) / str(minor) / f"lsst.v{major}_{minor}.alert.avsc"
+    if not path.is_file():
+        raise DecodeError("unknown_schema", f"no local Rubin schema for id {schema_id} ({path})")
+    return load_schema_file(path)
+
+
+class HttpSchemaRegistry:
+    """Confluent Schema Registry client: GET /schemas/ids/{id}, parsed once and cached."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 5.0,
+        retry_unknown_s: float = 60.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.retry_unknown_s = retry_unknown_s
+        self._clock = clock or time.monotonic
+        self._cache: dict[int, Any] = {}  # id -> parsed schema, or the DecodeError it raised
+        self._unknown: OrderedDict[int, float] = OrderedDict()  # id -> when seen unknown
+        self._lock = threading.Lock()
+
+    def schema(self, schema_id: int) -> Any:
+        """Parsed writer schema of an id; DecodeError('unknown_schema') on 404, else an outage."""
+        cached = self._cache.get(schema_id)
+        if isinstance(cached, DecodeError):
+            raise DecodeError(cached.reason, cached.message)
+        if cached is not None:
+            return cached
+        with self._lock:
+            seen = self._unknown.get(schema_id)
+            if seen is not None and self._clock() - seen < self.retry_unknown_s:
+                raise DecodeError("unknown_schema", f"schema id {schema_id} not in registry")
+        text = self._fetch(schema_id)
+        try:
+            parsed = parse_untrusted_schema(text)
+        except DecodeError as exc:
+            self._cache[schema_id] = exc
+            raise
+        self._cache[schema_id] = parsed
+        return parsed
+
+    def _fetch(self, schema_id: int) -> str:
+        request = urllib.request.Request(  # noqa: S310 (the URL is the operator's setting)
+            f"{self.url}/schemas/ids/{schema_id}",
+            headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                body = response.read(MAX_SCHEMA_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                with self._lock:
+                    self._unknown[schema_id] = self._clock()
+                    while len(self._unknown) > 1024:
+                        self._unknown.popitem(last=False)
+                raise DecodeError(
+                    "unknown_schema", f"schema id {schema_id} not in registry {self.url}"
+                ) from exc
+            raise SchemaRegistryUnavailable(f"{self.url}: HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise SchemaRegistryUnavailable(f"{self.url}: {exc}") from exc
+        try:
+            text = json.loads(body)["schema"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SchemaRegistryUnavailable(
+                f"{self.url}: unreadable answer for id {schema_id}"
+            ) from exc
+        if not isinstance(text, str):
+            raise SchemaRegistryUnavailable(f"{self.url}: schema of id {schema_id} not a string")
+        return text
+
+
+# ---------------------------------------------------------------- object container files
+
+
+def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    """Read one zig-zag varint long at pos; returns (value, new pos)."""
+    shift = 0
+    value = 0
+    while True:
+        if pos >= len(buf):
+            raise DecodeError("not_avro", "truncated varint in container header")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), pos
+        shift += 7
+        if shift > 63:
+            raise DecodeError("not_avro", "varint longer than 10 bytes")
+
+
+def _read_sized(buf: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    size, pos = _read_long(buf, pos)
+    if size < 0 or pos + size > len(buf):
+        raise DecodeError("not_avro", f"bad {what} length {size}")
+    return buf[pos : pos + size], pos + size
+
+
+class SchemaCache:
+    """Writer schemas embedded in container files, parsed once per distinct schema text (LRU)."""
+
+    def __init__(self, size: int = _SCHEMA_CACHE_SIZE) -> None:
+        self.size = size
+        self._parsed: OrderedDict[bytes, Any] = OrderedDict()
+
+    def get(self, text: bytes) -> Any:
+        """Parsed schema of a schema text, parsing (and checking) it on first sight only."""
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            parsed = parse_untrusted_schema(text)
+            self._parsed[text] = parsed
+            if len(self._parsed) > self.size:
+                self._parsed.popitem(last=False)
+        return parsed
+
+
+def read_container(
+    data: bytes, cache: SchemaCache, reader: Any = None, max_records: int = MAX_CONTAINER_RECORDS
+) -> list[Any]:
+    """Records of an Avro object container file (codec null or deflate), read with `reader`."""
+    if data[:4] != _AVRO_MAGIC:
+        raise DecodeError("not_avro", "not an Avro container file (no 'Obj\\x01' magic)")
+    pos = 4
+    meta: dict[bytes, bytes] = {}
+    while True:
+        count, pos = _read_long(data, pos)
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _, pos = _read_long(data, pos)
+        if len(meta) + count > _MAX_HEADER_ENTRIES:
+            raise DecodeError(
+                "not_avro", f"container header with over {_MAX_HEADER_ENTRIES} entries"
+            )
+        for _ in range(count):
+            key, pos = _read_sized(data, pos, "header key")
+            meta[key], pos = _read_sized(data, pos, "header value")
+    sync = data[pos : pos + _SYNC_SIZE]
+    pos += _SYNC_SIZE
+    if len(sync) != _SYNC_SIZE:
+        raise DecodeError("not_avro", "truncated container header")
+    codec = meta.get(b"avro.codec", b"null")
+    if codec not in (b"null", b"deflate"):
+        raise DecodeError("not_avro", f"unsupported container codec {codec!r}")
+    text = meta.get(b"avro.schema")
+    if text is None:
+        raise DecodeError("not_avro", "container header has no avro.schema")
+    writer = cache.get(text)
+    records: list[Any] = []
+    while pos < len(data):
+        count, pos = _read_long(data, pos)
+        block, pos = _read_sized(data, pos, "block")
+        if data[pos : pos + _SYNC_SIZE] != sync:
+            raise DecodeError("not_avro", "container block not followed by the sync marker")
+        pos += _SYNC_SIZE
+        if count < 0 or len(records) + count > max_records:
+            raise DecodeError("too_large", f"container with over {max_records} records")
+        if codec == b"deflate":
+            block = _inflate(block)
+        buf = io.BytesIO(block)
+        for _ in range(count):
+            try:
+                records.append(fastavro.schemaless_reader(buf, writer, reader))
+            except fastavro.read.SchemaResolutionError as exc:
+                raise DecodeError("schema_mismatch", str(exc)) from exc
+            except BAD_BYTES_ERRORS as exc:
+                raise DecodeError("not_avro", f"{type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(block):
+            raise DecodeError("not_avro", "container block longer than its records")
+    return records
+
+
+def _inflate(block: bytes) -> bytes:
+    inflater = zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(block, MAX_MESSAGE_BYTES)
+    except zlib.error as exc:
+        raise DecodeError("not_avro", f"bad deflate block: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise DecodeError("too_large", f"deflate block inflates beyond {MAX_MESSAGE_BYTES} bytes")
+    return out

@@ -1,0 +1,208 @@
+"""Encoders for our own schemas: classifications, lightcurve alerts, dead letters (pure, no Kafka).
+
+Every message is schemaless Avro behind the Confluent framing (byte 0 = 0, bytes 1-4 = the
+big-endian schema id of ``schemas/registry.json``); the decoders here read them back for tests and
+the demo's comparison. Timestamps are integer milliseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from broker import __version__
+from broker.avro import SCHEMA_DIR, frame, local_registry, read_body, unframe, write_body
+from broker.decode import DecodedAlert, LightcurveDecoder
+
+BROKER_NAME = "dmdt-broker"
+MAX_ERROR_CHARS = 2000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def now_ms() -> int:
+    """Current wall-clock time in epoch milliseconds, the unit of every timestamp we write."""
+    return (dt.datetime.now(dt.UTC) - _EPOCH) // _MS
+
+
+def _ms(value: dt.datetime | int | None) -> int | None:
+    """fastavro returns timestamp-millis as datetimes; we keep epoch milliseconds."""
+    if value is None or isinstance(value, int):
+        return value
+    return (value - _EPOCH) // _MS
+
+
+def encode_record(name: str, record: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> bytes:
+    """Frame and encode a record with the newest registered version of schema `name`."""
+    registry = local_registry(schema_dir)
+    schema_id = registry.latest_id(name)
+    return frame(schema_id, write_body(registry.schema(schema_id), record))
+
+
+def decode_record(data: bytes, name: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """Decode a framed record of schema `name` (any registered version, read as the newest)."""
+    registry = local_registry(schema_dir)
+    schema_id, body = unframe(data)
+    writer = registry.schema(schema_id, name)
+    reader = registry.schema(registry.latest_id(name))
+    return read_body(body, writer, None if writer is reader else reader)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One classification record (schema classification); probabilities keep the model's order."""
+
+    classifier_name: str
+    classifier_version: str
+    model_hash: str
+    survey: str
+    source_id: str
+    alert_id: int
+    band: str
+    n_points: int
+    probabilities: dict[str, float]
+    alert_time: float  # MJD of the triggering detection
+    ingest_timestamp: int  # epoch ms, when the input was consumed
+    publish_timestamp: int  # epoch ms, when this record was produced
+    alert_timestamp: int | None = None  # epoch ms, Kafka timestamp of the input message
+    broker_name: str = BROKER_NAME
+    broker_version: str = __version__
+
+    @property
+    def predicted_class(self) -> str:
+        """The most probable class (the first one on ties)."""
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+
+def encode_classification(c: Classification, schema_dir: Path = SCHEMA_DIR) -> bytes:
+    """Encode a classification for the output topic (key it by c.source_id)."""
+    record = {
+        "broker_name": c.broker_name,
+        "broker_version": c.broker_version,
+        "classifier_name": c.classifier_name,
+        "classifier_version": c.classifier_version,
+        "model_hash": c.model_hash,
+        "survey": c.survey,
+        "source_id": c.source_id,
+        "alert_id": c.alert_id,
+        "band": c.band,
+        "n_points": c.n_points,
+        "classifications": [
+            {"class_name": k, "probability": float(v)} for k, v in c.probabilities.items()
+        ],
+        "predicted_class": c.predicted_class,
+        "alert_time": c.alert_time,
+        "alert_timestamp": c.alert_timestamp,
+        "ingest_timestamp": c.ingest_timestamp,
+        "publish_timestamp": c.publish_timestamp,
+    }
+    return encode_record("classification", record, schema_dir)
+
+
+def decode_classification(data: bytes, schema_dir: Path = SCHEMA_DIR) -> Classification:
+    """Read a classification message back (tests, demo comparison)."""
+    r = decode_record(data, "classification", schema_dir)
+    return Classification(
+        classifier_name=r["classifier_name"],
+        classifier_version=r["classifier_version"],
+        model_hash=r["model_hash"],
+        survey=r["survey"],
+        source_id=r["source_id"],
+        alert_id=r["alert_id"],
+        band=r["band"],
+        n_points=r["n_points"],
+        probabilities={e["class_name"]: e["probability"] for e in r["classifications"]},
+        alert_time=r["alert_time"],
+        ingest_timestamp=_ms(r["ingest_timestamp"]),  # type: ignore[arg-type]
+        publish_timestamp=_ms(r["publish_timestamp"]),  # type: ignore[arg-type]
+        alert_timestamp=_ms(r["alert_timestamp"]),
+        broker_name=r["broker_name"],
+        broker_version=r["broker_version"],
+    )
+
+
+def lightcurve_record(alert: DecodedAlert) -> dict[str, Any]:
+    """The lightcurve_alert record of a decoded alert: detections newest first."""
+    order = np.argsort(-alert.t, kind="stable")
+    return {
+        "alert_id": alert.alert_id,
+        "source_id": alert.source_id,
+        "survey": alert.survey,
+        "band": alert.band,
+        "ra": alert.ra,
+        "dec": alert.dec,
+        "alert_time": alert.alert_time,
+        "detections": [
+            {"mjd": float(t), "mag": float(m), "magerr": float(e)}
+            for t, m, e in zip(alert.t[order], alert.m[order], alert.err[order], strict=True)
+        ],
+        "label": alert.label,
+    }
+
+
+def encode_lightcurve_alert(alert: DecodedAlert, schema_dir: Path = SCHEMA_DIR) -> bytes:
+    """Encode one band of a light curve as a lightcurve_alert message (the replay format)."""
+    return encode_record("lightcurve_alert", lightcurve_record(alert), schema_dir)
+
+
+def decode_lightcurve_alert(data: bytes, schema_dir: Path = SCHEMA_DIR) -> DecodedAlert:
+    """Read a lightcurve_alert message back, through the same decoder the broker runs."""
+    (alert,) = LightcurveDecoder(schema_dir)(data)
+    return alert
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message the broker could not process, with its origin and reason (schema dead_letter)."""
+
+    raw: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    decoder: str
+    reason: str
+    error: str
+    timestamp: int  # epoch ms, when dead-lettered
+    message_timestamp: int | None = None  # epoch ms, Kafka timestamp of the original
+    broker_version: str = __version__
+
+
+def encode_dead_letter(d: DeadLetter, schema_dir: Path = SCHEMA_DIR) -> bytes:
+    """Encode a dead letter (key it like the original message); the error is truncated."""
+    record = {
+        "raw": d.raw,
+        "key": d.key,
+        "topic": d.topic,
+        "partition": d.partition,
+        "offset": d.offset,
+        "message_timestamp": d.message_timestamp,
+        "decoder": d.decoder,
+        "reason": d.reason,
+        "error": d.error[:MAX_ERROR_CHARS],
+        "broker_version": d.broker_version,
+        "timestamp": d.timestamp,
+    }
+    return encode_record("dead_letter", record, schema_dir)
+
+
+def decode_dead_letter(data: bytes, schema_dir: Path = SCHEMA_DIR) -> DeadLetter:
+    """Read a dead letter back (tests, tooling that replays dead letters)."""
+    r = decode_record(data, "dead_letter", schema_dir)
+    return DeadLetter(
+        raw=r["raw"],
+        key=r["key"],
+        topic=r["topic"],
+        partition=r["partition"],
+        offset=r["offset"],
+        decoder=r["decoder"],
+        reason=r["reason"],
+        error=r["error"],
+        timestamp=_ms(r["timestamp"]),  # type: ignore[arg-type]
+        message_timestamp=_ms(r["message_timestamp"]),
+        broker_version=r["broker_version"],
+    )
