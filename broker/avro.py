@@ -101,9 +101,19 @@ def check_size(data: bytes, limit: int = MAX_MESSAGE_BYTES) -> None:
         raise DecodeError("too_large", f"message of {len(data)} bytes exceeds {limit}")
 
 
+def _padded(data: bytes | memoryview) -> io.BytesIO:
+    """A stream over data plus one guard byte.
+
+    fastavro skips the fields a reader schema leaves out with reads that stop silently at the end
+    of the stream, so a truncated message could look complete; with the guard byte such a record
+    ends past len(data), and a complete one ends exactly at it.
+    """
+    return io.BytesIO(b"".join((data, b"\0")))
+
+
 def read_body(body: bytes | memoryview, writer: Any, reader: Any = None) -> Any:
     """Decode one schemaless Avro body that must be consumed exactly."""
-    buf = io.BytesIO(body)
+    buf = _padded(body)
     try:
         record = fastavro.schemaless_reader(buf, writer, reader)
     except fastavro.read.SchemaResolutionError as exc:
@@ -111,7 +121,7 @@ def read_body(body: bytes | memoryview, writer: Any, reader: Any = None) -> Any:
     except BAD_BYTES_ERRORS as exc:
         raise DecodeError("not_avro", f"{type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(body):
-        raise DecodeError("not_avro", f"{len(body) - buf.tell()} trailing bytes after the record")
+        raise DecodeError("not_avro", f"the record ends at byte {buf.tell()} of {len(body)}")
     return record
 
 
@@ -411,7 +421,7 @@ def read_container(
             raise DecodeError("too_large", f"container with over {max_records} records")
         if codec == b"deflate":
             block = _inflate(block)
-        buf = io.BytesIO(block)
+        buf = _padded(block)
         for _ in range(count):
             try:
                 records.append(fastavro.schemaless_reader(buf, writer, reader))
@@ -420,7 +430,9 @@ def read_container(
             except BAD_BYTES_ERRORS as exc:
                 raise DecodeError("not_avro", f"{type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(block):
-            raise DecodeError("not_avro", "container block longer than its records")
+            raise DecodeError(
+                "not_avro", f"records end at byte {buf.tell()} of a {len(block)}-byte block"
+            )
     return records
 
 
