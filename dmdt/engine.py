@@ -36,14 +36,19 @@ def _vector(name: str, values: ArrayLike) -> np.ndarray:
 
 
 def _light_curve(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Validated, time-sorted (stable) copies of t and m."""
-    t = _vector("t", t)
-    m = _vector("m", m)
+    """Validated, time-sorted (stable) t and m (copies only where needed)."""
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    if t.ndim != 1 or m.ndim != 1:
+        raise ValueError(f"t and m must be one-dimensional, got shapes {t.shape} and {m.shape}")
     if t.size != m.size:
         raise ValueError(f"t and m differ in length: {t.size} != {m.size}")
     if t.size > MAX_POINTS:
         raise ValueError(f"light curve has {t.size} points; at most {MAX_POINTS} are supported")
-    if t.size > 1 and np.any(t[1:] < t[:-1]):
+    status, index = kernels.scan(t, m)
+    if status >= 2:
+        raise ValueError(f"{'t' if status == 2 else 'm'} has a non-finite value at index {index}")
+    if status == 1:
         order = np.argsort(t, kind="stable")
         t, m = t[order], m[order]
     return t, m
@@ -104,7 +109,7 @@ def normalize(counts: np.ndarray, n_points: int | np.ndarray) -> np.ndarray:
     """
     c = np.asarray(counts, dtype=np.float64)
     n = np.asarray(n_points, dtype=np.float64)
-    p = (n * (n - 1.0) / 2.0).reshape(n.shape + (1, 1))
+    p = (n * (n - 1.0) / 2.0).reshape((*n.shape, 1, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         img = np.where(p > 0, np.floor(255.0 * c / np.where(p > 0, p, 1.0) + 0.99999), 0.0)
     return img.astype(np.uint8)
@@ -169,7 +174,9 @@ def update_many(
         tv, mv = _vector("t", t), _vector("m", m)
         ev = np.full(tv.size, np.nan) if e is None else np.ascontiguousarray(e, dtype=np.float64)
         if not (tv.size == mv.size == ev.size):
-            raise ValueError(f"new points differ in length: t {tv.size}, m {mv.size}, err {ev.size}")
+            raise ValueError(
+                f"new points differ in length: t {tv.size}, m {mv.size}, err {ev.size}"
+            )
         if s.t.size + tv.size > MAX_POINTS:
             raise ValueError(f"a source would exceed {MAX_POINTS} points")
         new_t.append(tv)

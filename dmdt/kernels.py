@@ -55,7 +55,25 @@ def _cells(m, a, z, mi, sign, lo, inv_h, upper, cell, flag):  # type: ignore[no-
 
 
 @njit(cache=True, nogil=True)
-def _row_lattice(ti, mi, t, m, mpad, first, last, sign, dt_edges, dm_edges, cell_lo, inv_h, n_cells, acc, out, cell, flag):  # type: ignore[no-untyped-def]  # noqa: E501
+def _row_lattice(
+    ti,
+    mi,
+    t,
+    m,
+    mpad,
+    first,
+    last,
+    sign,
+    dt_edges,
+    dm_edges,
+    cell_lo,
+    inv_h,
+    n_cells,
+    acc,
+    out,
+    cell,
+    flag,
+):  # type: ignore[no-untyped-def]
     """Pairs of (ti, mi) with points first, first+sign, ..., last (inclusive) along a row."""
     if sign > 0:
         a, z = first, last + 1
@@ -63,7 +81,18 @@ def _row_lattice(ti, mi, t, m, mpad, first, last, sign, dt_edges, dm_edges, cell
         a, z = last, first + 1
     if z <= a:
         return
-    _cells(mpad, a, a + ((z - a + _PAD - 1) // _PAD) * _PAD, mi, sign, cell_lo, inv_h, n_cells + 1.5, cell, flag)  # noqa: E501
+    _cells(
+        mpad,
+        a,
+        a + ((z - a + _PAD - 1) // _PAD) * _PAD,
+        mi,
+        sign,
+        cell_lo,
+        inv_h,
+        n_cells + 1.5,
+        cell,
+        flag,
+    )
     w = n_cells + 2
     dt_lo = dt_edges[0]
     k = 0
@@ -105,7 +134,7 @@ def _dm_bin(dm, dm_edges, table, lo, inv_h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _row_table(ti, mi, t, m, first, last, sign, dt_edges, dm_edges, table, lo, inv_h, out):  # type: ignore[no-untyped-def]  # noqa: E501
+def _row_table(ti, mi, t, m, first, last, sign, dt_edges, dm_edges, table, lo, inv_h, out):  # type: ignore[no-untyped-def]
     """Generic-grid version of :func:`_row_lattice`."""
     dt_lo = dt_edges[0]
     dm_lo = dm_edges[0]
@@ -151,7 +180,7 @@ def _padded(m):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out):  # type: ignore[no-untyped-def]  # noqa: E501
+def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out):  # type: ignore[no-untyped-def]
     """Accumulate every pair i < j of a time-sorted light curve into ``out``."""
     n = t.size
     if n < 2:
@@ -162,34 +191,106 @@ def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo,
         for i in range(n - 1):
             if t[i + 1] - t[i] < dt_hi:
                 last = _row_end(t[i], t, i + 1, 1, dt_hi)
-                _row_table(t[i], m[i], t, m, i + 1, last, 1, dt_edges, dm_edges, table, lo, inv_h, out)  # noqa: E501
+                _row_table(
+                    t[i], m[i], t, m, i + 1, last, 1, dt_edges, dm_edges, table, lo, inv_h, out
+                )
         return
-    acc = np.zeros((dt_edges.size - 1) * (n_cells + 2), dtype=np.int32)
+    # the forward rows of the lattice path, written out (the hot loop of the whole package)
+    w = n_cells + 2
+    acc = np.zeros((dt_edges.size - 1) * w, dtype=np.int32)
     mpad = _padded(m)
     cell = np.empty(n + _PAD, dtype=np.int32)
     flag = np.empty(n + _PAD, dtype=np.int32)
-    last = 0
+    upper = n_cells + 1.5
+    dt_lo = dt_edges[0]
+    dm_lo = dm_edges[0]
+    dm_hi = dm_edges[-1]
+    z = 0
     for i in range(n - 1):
-        if last <= i:
-            last = i + 1
-        while last + 1 < n and t[last + 1] - t[i] < dt_hi:
-            last += 1
-        if t[last] - t[i] < dt_hi:
-            _row_lattice(t[i], m[i], t, m, mpad, i + 1, last, 1, dt_edges, dm_edges, cell_lo, cell_inv_h, n_cells, acc, out, cell, flag)  # noqa: E501
+        ti = t[i]
+        mi = m[i]
+        a = i + 1
+        if z < a:
+            z = a
+        while z < n and t[z] - ti < dt_hi:
+            z += 1
+        if z == a:
+            continue
+        _cells(
+            mpad,
+            a,
+            a + ((z - a + _PAD - 1) // _PAD) * _PAD,
+            mi,
+            1.0,
+            cell_lo,
+            cell_inv_h,
+            upper,
+            cell,
+            flag,
+        )
+        k = 0
+        n_flag = 0
+        for j in range(a, z):
+            dt = t[j] - ti
+            if dt >= dt_lo:
+                while dt >= dt_edges[k + 1]:
+                    k += 1
+                acc[k * w + cell[j]] += 1
+                n_flag += flag[j]
+        if n_flag > 0:
+            for j in range(a, z):
+                if flag[j]:
+                    dt = t[j] - ti
+                    dm = m[j] - mi
+                    if dt >= dt_lo and dm >= dm_lo and dm < dm_hi:
+                        out[_search(dt, dt_edges), _search(dm, dm_edges)] += 1
     _fold(acc, cell_bin, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def counts_batch(t, m, offsets, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out):  # type: ignore[no-untyped-def]  # noqa: E501
+def counts_batch(
+    t, m, offsets, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out
+):  # type: ignore[no-untyped-def]
     """Light curve i is ``t[offsets[i]:offsets[i+1]]``; accumulates into ``out[i]``."""
     for i in prange(offsets.size - 1):
         a = offsets[i]
         b = offsets[i + 1]
-        counts_sorted(t[a:b], m[a:b], dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out[i])  # noqa: E501
+        counts_sorted(
+            t[a:b],
+            m[a:b],
+            dt_edges,
+            dm_edges,
+            table,
+            lo,
+            inv_h,
+            cell_bin,
+            cell_lo,
+            cell_inv_h,
+            out[i],
+        )
 
 
 @njit(cache=True, nogil=True)
-def _update_one(ht, hm, he, nt, nm, ne, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts, ot, om, oe):  # type: ignore[no-untyped-def]  # noqa: E501
+def _update_one(
+    ht,
+    hm,
+    he,
+    nt,
+    nm,
+    ne,
+    dt_edges,
+    dm_edges,
+    table,
+    lo,
+    inv_h,
+    cell_bin,
+    cell_lo,
+    cell_inv_h,
+    counts,
+    ot,
+    om,
+    oe,
+):  # type: ignore[no-untyped-def]
     """Merge new points into one sorted history of distinct times, adding only the new pairs.
 
     ``ht/hm/he``: history (sorted, distinct times); ``nt/nm/ne``: new points in arrival order;
@@ -224,9 +325,41 @@ def _update_one(ht, hm, he, nt, nm, ne, dt_edges, dm_edges, table, lo, inv_h, ce
             if 0 <= first < n and sign * (ht[first] - tp) < dt_hi:
                 last = _row_end(tp, ht, first, sign, dt_hi)
                 if n_cells > 0:
-                    _row_lattice(tp, mp, ht, hm, mpad, first, last, sign, dt_edges, dm_edges, cell_lo, cell_inv_h, n_cells, acc, counts, cell, flag)  # noqa: E501
+                    _row_lattice(
+                        tp,
+                        mp,
+                        ht,
+                        hm,
+                        mpad,
+                        first,
+                        last,
+                        sign,
+                        dt_edges,
+                        dm_edges,
+                        cell_lo,
+                        cell_inv_h,
+                        n_cells,
+                        acc,
+                        counts,
+                        cell,
+                        flag,
+                    )
                 else:
-                    _row_table(tp, mp, ht, hm, first, last, sign, dt_edges, dm_edges, table, lo, inv_h, counts)  # noqa: E501
+                    _row_table(
+                        tp,
+                        mp,
+                        ht,
+                        hm,
+                        first,
+                        last,
+                        sign,
+                        dt_edges,
+                        dm_edges,
+                        table,
+                        lo,
+                        inv_h,
+                        counts,
+                    )
         at[na] = tp
         am[na] = mp
         ae[na] = ne[p]
@@ -234,7 +367,19 @@ def _update_one(ht, hm, he, nt, nm, ne, dt_edges, dm_edges, table, lo, inv_h, ce
     if n_cells > 0:
         _fold(acc, cell_bin, counts)
     # pairs among the accepted new points (already sorted, distinct)
-    counts_sorted(at[:na], am[:na], dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts)  # noqa: E501
+    counts_sorted(
+        at[:na],
+        am[:na],
+        dt_edges,
+        dm_edges,
+        table,
+        lo,
+        inv_h,
+        cell_bin,
+        cell_lo,
+        cell_inv_h,
+        counts,
+    )
     # merge the two sorted runs
     i = 0
     j = 0
@@ -255,7 +400,28 @@ def _update_one(ht, hm, he, nt, nm, ne, dt_edges, dm_edges, table, lo, inv_h, ce
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def update_batch(ht, hm, he, hoff, nt, nm, ne, noff, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts, ot, om, oe):  # type: ignore[no-untyped-def]  # noqa: E501
+def update_batch(
+    ht,
+    hm,
+    he,
+    hoff,
+    nt,
+    nm,
+    ne,
+    noff,
+    dt_edges,
+    dm_edges,
+    table,
+    lo,
+    inv_h,
+    cell_bin,
+    cell_lo,
+    cell_inv_h,
+    counts,
+    ot,
+    om,
+    oe,
+):  # type: ignore[no-untyped-def]
     """Incremental update of many sources in one call (source i: history slice ``hoff[i]``,
     new points slice ``noff[i]``, output slice starting at ``hoff[i] + noff[i]``).
 
@@ -268,5 +434,39 @@ def update_batch(ht, hm, he, hoff, nt, nm, ne, noff, dt_edges, dm_edges, table, 
         c, d = noff[i], noff[i + 1]
         o = a + c
         e = o + (b - a) + (d - c)
-        lengths[i] = _update_one(ht[a:b], hm[a:b], he[a:b], nt[c:d], nm[c:d], ne[c:d], dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, counts[i], ot[o:e], om[o:e], oe[o:e])  # noqa: E501
+        lengths[i] = _update_one(
+            ht[a:b],
+            hm[a:b],
+            he[a:b],
+            nt[c:d],
+            nm[c:d],
+            ne[c:d],
+            dt_edges,
+            dm_edges,
+            table,
+            lo,
+            inv_h,
+            cell_bin,
+            cell_lo,
+            cell_inv_h,
+            counts[i],
+            ot[o:e],
+            om[o:e],
+            oe[o:e],
+        )
     return lengths
+
+
+@njit(cache=True, nogil=True)
+def scan(t, m):  # type: ignore[no-untyped-def]
+    """One pass over a light curve: ``(status, index)``; status 0 sorted, 1 unsorted,
+    2 non-finite t at index, 3 non-finite m at index."""
+    unsorted = False
+    for i in range(t.size):
+        if not np.isfinite(t[i]):
+            return 2, i
+        if not np.isfinite(m[i]):
+            return 3, i
+        if i > 0 and t[i] < t[i - 1]:
+            unsorted = True
+    return (1 if unsorted else 0), -1

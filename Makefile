@@ -1,0 +1,34 @@
+# The README's commands. `make demo` and `make test` set up .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel, not the registry's CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project with test tools
+
+demo: $(STAMP)  ## the main job end to end: local Kafka broker, replay, consumer, summary
+	$(BIN)/dmdt-broker demo
+
+test: $(STAMP)  ## the test suite (starts its own Kafka-protocol broker on 127.0.0.1)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check dmdt broker trainer tests benchmarks
+	$(BIN)/ruff format --check dmdt broker trainer tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## speed benchmarks (ratios against references in the same process)
+	$(BIN)/python benchmarks/bench_dmdt.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
