@@ -77,6 +77,10 @@ BAD_BYTES_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
     AttributeError,
 )
+SCHEMA_ERRORS: tuple[type[BaseException], ...] = (
+    *BAD_BYTES_ERRORS,
+    fastavro.schema.SchemaParseException,
+)
 
 
 def frame(schema_id: int, body: bytes) -> bytes:
@@ -204,7 +208,7 @@ def parse_untrusted_schema(text: bytes | str) -> Any:
         return fastavro.parse_schema(raw)
     except DecodeError:
         raise
-    except (*BAD_BYTES_ERRORS, fastavro.schema.SchemaParseException) as exc:
+    except SCHEMA_ERRORS as exc:
         raise DecodeError("schema_mismatch", f"unreadable schema: {exc}") from exc
 
 

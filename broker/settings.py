@@ -1,0 +1,155 @@
+"""One frozen settings object for the broker, read from the environment (prefix DMDT_) and flags.
+
+`KAFKA_BOOTSTRAP` is honoured as the bootstrap servers when DMDT_BOOTSTRAP_SERVERS is unset.
+Secrets are `SecretStr`: they never appear in repr, str or logs; `kafka_config()` is the one place
+that renders librdkafka's dotted keys, and only its return value carries the password.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from broker.avro import SCHEMA_DIR
+from broker.decode import DECODER_NAMES
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+_SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret")
+
+
+def _pairs(text: str, sep: str, what: str) -> dict[str, str]:
+    """Parse 'a<sep>b,c<sep>d' (whitespace ignored) into a dict."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, found, value = item.partition(sep)
+        if not found or not key.strip() or not value.strip():
+            raise ValueError(f"bad {what} entry {item!r}: expected KEY{sep}VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class BrokerSettings(BaseSettings):
+    """Everything the broker's run loop needs: Kafka, topics, batching, model, metrics, state."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DMDT_",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        protected_namespaces=(),
+    )
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "bootstrap_servers", "DMDT_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP"
+        ),
+    )
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    # Passthrough librdkafka keys, e.g. DMDT_KAFKA_EXTRA='socket.keepalive.enable=true,
+    # linger.ms=20' or a JSON object; applied to every client, after the keys above.
+    kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    client_id: str = "dmdt-broker"
+
+    # topic -> decoder name, e.g. DMDT_INPUT_TOPICS='ztf-alerts:ztf,lc-alerts:lightcurve'
+    input_topics: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: {"lc-alerts": "lightcurve"}
+    )
+    output_topic: str = "dmdt-classifications"
+    dead_letter_topic: str = "dmdt-dead-letters"
+    group_id: str = "dmdt-broker"
+    strict: bool = False  # raise on a bad message instead of dead-lettering it (tests)
+
+    batch_size: int = Field(256, ge=1, le=100_000)
+    batch_wait_ms: int = Field(200, ge=0, le=60_000)
+
+    model: str = "default"  # a model directory, or `default` for the shipped model
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
+
+    schema_registry_url: str | None = None
+    schema_dir: Path = SCHEMA_DIR
+    state_dir: Path = Path("state")
+
+    @field_validator("kafka_extra", mode="before")
+    @classmethod
+    def _parse_extra(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return {str(k): str(v) for k, v in json.loads(text).items()}
+            return _pairs(text, "=", "kafka_extra")
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _parse_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _pairs(value, ":", "input_topics")
+        return value
+
+    @field_validator("input_topics")
+    @classmethod
+    def _check_decoders(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("no input topic")
+        for topic, decoder in value.items():
+            if decoder not in DECODER_NAMES:
+                raise ValueError(
+                    f"topic {topic!r}: unknown decoder {decoder!r}; expected one of "
+                    f"{', '.join(DECODER_NAMES)}"
+                )
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("schema_registry_url must start with http:// or https://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> BrokerSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        return self
+
+    def kafka_config(self, *, redact: bool = False) -> dict[str, str]:
+        """librdkafka's dotted keys common to every client; `redact=True` masks secrets for logs."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism is not None:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
+        conf.update(self.kafka_extra)
+        if redact:
+            conf = {k: "**********" if k in _SECRET_KEYS else v for k, v in conf.items()}
+        return conf
+
+    def __repr_args__(self) -> Any:
+        """Hide passthrough secrets too (SecretStr fields already print as stars)."""
+        for name, value in super().__repr_args__():
+            if name == "kafka_extra" and isinstance(value, dict):
+                value = {k: "**********" if k in _SECRET_KEYS else v for k, v in value.items()}
+            yield name, value
