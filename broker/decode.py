@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import fastavro
 import numpy as np
 
 from broker.avro import (
@@ -39,15 +40,17 @@ from broker.avro import (
     REASONS,
     SCHEMA_DIR,
     DecodeError,
-    HttpSchemaRegistry,
     SchemaCache,
-    SchemaRegistryUnavailable,
     check_size,
-    local_registry,
     read_body,
     read_container,
-    rubin_local_schema,
     unframe,
+)
+from broker.registry import (
+    HttpSchemaRegistry,
+    SchemaRegistryUnavailable,
+    local_registry,
+    rubin_local_schema,
 )
 
 __all__ = [
@@ -178,57 +181,33 @@ def _required(record: dict[str, Any], key: str, where: str) -> Any:
 # ---------------------------------------------------------------- ZTF
 
 
-def _nullable(kind: str) -> dict[str, Any]:
-    return {"type": ["null", kind], "default": None}
+def _record(name: str, namespace: str, **fields: Any) -> dict[str, Any]:
+    """A reader record schema; a field type written as a 1-tuple is nullable with default null."""
+    return {
+        "type": "record",
+        "name": name,
+        "namespace": namespace,
+        "fields": [
+            {"name": k, "type": ["null", t[0]], "default": None}
+            if isinstance(t, tuple)
+            else {"name": k, "type": t}
+            for k, t in fields.items()
+        ],
+    }
 
 
-# Reader schema: only what the broker uses; fastavro skips the rest (cutouts included).
-_ZTF_READER = {
-    "type": "record",
-    "name": "alert",
-    "namespace": "ztf",
-    "fields": [
-        {"name": "objectId", **_nullable("string")},
-        {"name": "candid", **_nullable("long")},
-        {
-            "name": "candidate",
-            "type": {
-                "type": "record",
-                "name": "candidate",
-                "namespace": "ztf.alert",
-                "fields": [
-                    {"name": "jd", "type": "double"},
-                    {"name": "fid", "type": "int"},
-                    {"name": "ra", **_nullable("double")},
-                    {"name": "dec", **_nullable("double")},
-                    {"name": "magpsf", **_nullable("double")},
-                    {"name": "sigmapsf", **_nullable("double")},
-                ],
-            },
-        },
-        {
-            "name": "prv_candidates",
-            "default": None,
-            "type": [
-                "null",
-                {
-                    "type": "array",
-                    "items": {
-                        "type": "record",
-                        "name": "prv_candidate",
-                        "namespace": "ztf.alert",
-                        "fields": [
-                            {"name": "jd", "type": "double"},
-                            {"name": "fid", "type": "int"},
-                            {"name": "magpsf", **_nullable("double")},
-                            {"name": "sigmapsf", **_nullable("double")},
-                        ],
-                    },
-                },
-            ],
-        },
-    ],
-}
+# Reader schemas: only what the broker uses; fastavro skips the rest (cutouts included).
+_ZTF_POINT = {"jd": "double", "fid": "int", "magpsf": ("double",), "sigmapsf": ("double",)}
+_ZTF_READER = _record(
+    "alert",
+    "ztf",
+    objectId=("string",),
+    candid=("long",),
+    candidate=_record("candidate", "ztf.alert", **_ZTF_POINT, ra=("double",), dec=("double",)),
+    prv_candidates=(
+        {"type": "array", "items": _record("prv_candidate", "ztf.alert", **_ZTF_POINT)},
+    ),
+)
 
 
 class ZtfDecoder:
@@ -239,8 +218,6 @@ class ZtfDecoder:
     def __init__(
         self, max_bytes: int = MAX_MESSAGE_BYTES, max_detections: int = MAX_DETECTIONS
     ) -> None:
-        import fastavro
-
         self.max_bytes = max_bytes
         self.max_detections = max_detections
         self._schemas = SchemaCache()
@@ -286,52 +263,25 @@ class ZtfDecoder:
 # ---------------------------------------------------------------- Rubin
 
 
-def _rubin_source(name: str) -> dict[str, Any]:
-    return {
-        "type": "record",
-        "name": name,
-        "namespace": "lsst.v10_0",
-        "fields": [
-            {"name": "diaSourceId", "type": "long"},
-            {"name": "diaObjectId", **_nullable("long")},
-            {"name": "ssObjectId", **_nullable("long")},
-            {"name": "midpointMjdTai", "type": "double"},
-            {"name": "ra", "type": "double"},
-            {"name": "dec", "type": "double"},
-            {"name": "psfFlux", **_nullable("double")},
-            {"name": "psfFluxErr", **_nullable("double")},
-            {"name": "band", **_nullable("string")},
-        ],
-    }
-
-
-_RUBIN_READER = {
-    "type": "record",
-    "name": "alert",
-    "namespace": "lsst.v10_0",
-    "fields": [
-        {"name": "diaSourceId", "type": "long"},
-        {"name": "diaSource", "type": _rubin_source("diaSource")},
-        {
-            "name": "prvDiaSources",
-            "default": None,
-            "type": ["null", {"type": "array", "items": "lsst.v10_0.diaSource"}],
-        },
-        {
-            "name": "diaObject",
-            "default": None,
-            "type": [
-                "null",
-                {
-                    "type": "record",
-                    "name": "diaObject",
-                    "namespace": "lsst.v10_0",
-                    "fields": [{"name": "diaObjectId", "type": "long"}],
-                },
-            ],
-        },
-    ],
+_RUBIN_SOURCE = {
+    "diaSourceId": "long",
+    "diaObjectId": ("long",),
+    "ssObjectId": ("long",),
+    "midpointMjdTai": "double",
+    "ra": "double",
+    "dec": "double",
+    "psfFlux": ("double",),
+    "psfFluxErr": ("double",),
+    "band": ("string",),
 }
+_RUBIN_READER = _record(
+    "alert",
+    "lsst.v10_0",
+    diaSourceId="long",
+    diaSource=_record("diaSource", "lsst.v10_0", **_RUBIN_SOURCE),
+    prvDiaSources=({"type": "array", "items": "lsst.v10_0.diaSource"},),
+    diaObject=(_record("diaObject", "lsst.v10_0", diaObjectId="long"),),
+)
 
 
 class RubinDecoder:
@@ -347,8 +297,6 @@ class RubinDecoder:
         max_detections: int = MAX_DETECTIONS,
         registry_timeout_s: float = 5.0,
     ) -> None:
-        import fastavro
-
         self.max_bytes = max_bytes
         self.max_detections = max_detections
         self.schema_dir = schema_dir

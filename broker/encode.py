@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from broker import __version__
-from broker.avro import SCHEMA_DIR, frame, local_registry, read_body, unframe, write_body
+from broker.avro import SCHEMA_DIR, frame, read_body, unframe, write_body
 from broker.decode import DecodedAlert, LightcurveDecoder
+from broker.registry import local_registry
 
 BROKER_NAME = "dmdt-broker"
 MAX_ERROR_CHARS = 2000

@@ -29,7 +29,8 @@ from typing import Any
 
 import fastavro
 
-from broker.avro import SCHEMA_DIR, frame, rubin_local_schema, write_body
+from broker.avro import SCHEMA_DIR, frame, write_body
+from broker.registry import rubin_local_schema
 
 # Test consumers: a new group's first join on Tansu waits about session.timeout.ms / 2, and Tansu
 # does not wake a waiting fetch, so delivery latency follows fetch.wait.max.ms.

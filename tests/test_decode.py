@@ -20,7 +20,7 @@ from fastavro.schema import to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.avro import MAX_MESSAGE_BYTES, frame, rubin_local_schema, write_body
+from broker.avro import MAX_MESSAGE_BYTES, frame, write_body
 from broker.decode import (
     MAX_DETECTIONS,
     REASONS,
@@ -33,6 +33,7 @@ from broker.decode import (
     make_decoder,
 )
 from broker.encode import decode_lightcurve_alert, encode_lightcurve_alert, encode_record
+from broker.registry import rubin_local_schema
 from broker.testing import free_port, rubin_messages, ztf_messages
 
 ZTF_FID = {"g": 1, "r": 2, "i": 3}

@@ -15,10 +15,7 @@ from broker.avro import (
     SCHEMA_DIR,
     DecodeError,
     frame,
-    load_schema_file,
-    local_registry,
     read_body,
-    rubin_local_schema,
     unframe,
     write_body,
 )
@@ -35,6 +32,7 @@ from broker.encode import (
     encode_lightcurve_alert,
     encode_record,
 )
+from broker.registry import load_schema_file, local_registry, rubin_local_schema
 
 REGISTRY = json.loads((SCHEMA_DIR / "registry.json").read_text())["schemas"]
 VERSIONS = sorted(p.parent for p in SCHEMA_DIR.glob("*/*/*/*.avsc") if p.parts[-4] != "rubin")
