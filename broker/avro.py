@@ -127,7 +127,7 @@ def write_body(schema: Any, record: Any) -> bytes:
     return buf.getvalue()
 
 
-# ---------------------------------------------------------------- schema safety and loading
+# ---------------------------------------------------------------- schemas that arrive with data
 
 
 def check_schema_safe(schema: Any) -> None:

@@ -216,7 +216,8 @@ class AlertConsumer:
         try:
             self._consumer.store_offsets(offsets=offsets)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._STATE:  # _STATE: none of them is assigned
+            # None of them is assigned (a rebalance took them): nothing to store.
+            if exc.args[0].code() not in (KafkaError._STATE, KafkaError._UNKNOWN_PARTITION):
                 raise
             log.info("offsets of unassigned partitions not stored: %s", sorted(latest))
 

@@ -224,6 +224,7 @@ def test_mock_cluster_smoke_and_injected_produce_errors() -> None:
             # The idempotent producer retried silently: every message exactly once.
             assert sorted(int(r.value or b"") for r in records) == list(range(100))
             consumer.store(records[:60])
+            consumer.store([Record("not-ours", 0, 5, None, b"", None)])  # dropped, no error
             lag = consumer.lag()
             assert set(lag) == {(topic, 0), (topic, 1)}
             assert sum(lag.values()) == 0  # consumed up to the high watermark
