@@ -1,0 +1,301 @@
+"""Model artifacts: save, load and verify a model directory; publish it to a registry.
+
+A model directory holds three files, and nothing else is needed to rebuild the model::
+
+    model.pt        the network's state_dict (tensors only; loaded with ``weights_only=True``)
+    config.json     net config, grid edges, class names, preprocessing, training record, metrics
+    MANIFEST.json   sha256 of each file and the content hash over both (the model's identity)
+
+``load_model`` recomputes the hashes and refuses an artifact whose files do not match its
+manifest (`ArtifactError`), so a truncated copy or a hand-edited config never serves alerts.
+
+A registry is a directory of published versions, ``<registry>/<version>/``, and a ``CURRENT``
+file naming the one to serve. Both the copy and the pointer flip are atomic renames, so a broker
+that reads ``CURRENT`` between batches sees either the old model or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dmdt import __version__
+from dmdt.grids import Grid
+from dmdt.nets import NetConfig, build_net
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "MANIFEST.json"
+CURRENT_FILE = "CURRENT"
+FORMAT = "dmdt-model/1"
+HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # in this order, into the content hash
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+MODEL_DIR_ENV = "DMDT_MODEL_DIR"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp's 0600 is too private
+
+
+class ArtifactError(RuntimeError):
+    """A model directory or registry is missing, incomplete, corrupted or inconsistent."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A verified model directory: everything needed to rebuild and run the network."""
+
+    path: Path
+    net_config: NetConfig
+    grid: Grid
+    classes: tuple[str, ...]
+    net: torch.nn.Module  # weights loaded, eval mode, CPU
+    config: Mapping[str, Any]
+    content_hash: str
+
+    @property
+    def version(self) -> str:
+        """Registry version name: creation time and the first 12 hex digits of the hash."""
+        return version_name(self.config, self.content_hash)
+
+
+def resolve_model_dir(path_or_name: str | os.PathLike[str] = "default") -> Path:
+    """Map ``default`` to the shipped model or ``$DMDT_MODEL_DIR``; follow a registry CURRENT."""
+    if str(path_or_name) == "default":
+        path = Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+    else:
+        path = Path(path_or_name)
+    if (path / CURRENT_FILE).is_file():
+        current = current_model(path)
+        assert current is not None
+        return current
+    return path
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _content_hash(file_hashes: Mapping[str, str]) -> str:
+    """sha256 over the named per-file hashes, in HASHED_FILES order (names included)."""
+    digest = hashlib.sha256(FORMAT.encode())
+    for name in HASHED_FILES:
+        digest.update(f"\n{name}:{file_hashes[name]}".encode())
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode()
+
+
+def save_model(
+    out_dir: str | os.PathLike[str],
+    net: torch.nn.Module,
+    net_config: NetConfig,
+    grid: Grid,
+    classes: Sequence[str],
+    *,
+    preprocessing: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> LoadedModel:
+    """Write a model directory (weights, config, manifest last) and return it verified.
+
+    Other files in ``out_dir`` (a README) are left alone. The manifest is written last, so a run
+    that dies half-way leaves an artifact that ``load_model`` refuses rather than a wrong one.
+    """
+    if len(classes) != net_config.n_classes:
+        raise ValueError(f"{len(classes)} class names for a net with {net_config.n_classes}")
+    if tuple(grid.shape) != tuple(net_config.input_shape):
+        raise ValueError(f"grid shape {grid.shape} != net input shape {net_config.input_shape}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
+    config = {
+        "format": FORMAT,
+        "net": net_config.to_dict(),
+        "grid": grid.to_dict(),
+        "classes": list(classes),
+        "preprocessing": dict(preprocessing or {}),
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "trainer_version": __version__,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", dir=out)
+    os.close(fd)
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        torch.save(state, tmp)
+        os.replace(tmp, out / MODEL_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _write_atomic(out / CONFIG_FILE, _json_bytes(config))
+    file_hashes = {name: _sha256_file(out / name) for name in HASHED_FILES}
+    manifest = {
+        "format": FORMAT,
+        "files": file_hashes,
+        "content_hash": _content_hash(file_hashes),
+    }
+    _write_atomic(out / MANIFEST_FILE, _json_bytes(manifest))
+    return load_model(out)
+
+
+def verify(path_or_name: str | os.PathLike[str] = "default") -> str:
+    """Check a model directory against its manifest; return its content hash."""
+    path = resolve_model_dir(path_or_name)
+    if not path.is_dir():
+        raise ArtifactError(f"model directory {path} does not exist")
+    for name in (*HASHED_FILES, MANIFEST_FILE):
+        if not (path / name).is_file():
+            raise ArtifactError(f"model directory {path} has no {name}: not a model artifact")
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        recorded = {name: manifest["files"][name] for name in HASHED_FILES}
+        content_hash = manifest["content_hash"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path / MANIFEST_FILE} is unreadable: {exc!r}") from exc
+    for name in HASHED_FILES:
+        actual = _sha256_file(path / name)
+        if actual != recorded[name]:
+            raise ArtifactError(
+                f"{path / name} does not match {MANIFEST_FILE} (sha256 {actual[:12]}... != "
+                f"recorded {str(recorded[name])[:12]}...): the artifact was modified or "
+                "corrupted; refusing to load it"
+            )
+    if _content_hash(recorded) != content_hash:
+        raise ArtifactError(f"{path / MANIFEST_FILE}: content_hash does not match its file hashes")
+    return str(content_hash)
+
+
+def load_model(path_or_name: str | os.PathLike[str] = "default") -> LoadedModel:
+    """Load and verify a model directory (``default``, a path, or a registry's CURRENT)."""
+    path = resolve_model_dir(path_or_name)
+    content_hash = verify(path)
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+        if config.get("format") != FORMAT:
+            raise ArtifactError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
+        net_config = NetConfig.from_dict(config["net"])
+        grid = Grid.from_dict(config["grid"])
+        classes = tuple(str(c) for c in config["classes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path / CONFIG_FILE} is not a valid model config: {exc!r}") from exc
+    if len(classes) != net_config.n_classes or grid.shape != tuple(net_config.input_shape):
+        raise ArtifactError(f"{path / CONFIG_FILE}: classes or grid disagree with the net config")
+    try:
+        state = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
+        net = build_net(net_config)
+        net.load_state_dict(state)
+    except Exception as exc:  # pickle, zip and shape errors all mean the same thing here
+        raise ArtifactError(f"{path / MODEL_FILE} does not load into {net_config}: {exc}") from exc
+    return LoadedModel(path, net_config, grid, classes, net.eval(), config, content_hash)
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def version_name(config: Mapping[str, Any], content_hash: str) -> str:
+    """``<created, compact UTC>-<hash[:12]>``: sorts by time, names the content."""
+    created = str(config.get("created", "")).replace("-", "").replace(":", "")
+    return f"{created or 'undated'}-{content_hash[:12]}"
+
+
+def publish(model_dir: str | os.PathLike[str], registry_dir: str | os.PathLike[str]) -> LoadedModel:
+    """Copy a verified model into ``registry_dir/<version>/`` and make it CURRENT (atomically).
+
+    Publishing the same content twice is a no-op copy that still flips CURRENT to it, so
+    re-publishing an older version is how to roll back.
+    """
+    model = load_model(model_dir)
+    registry = Path(registry_dir)
+    registry.mkdir(parents=True, exist_ok=True)
+    dest = registry / model.version
+    if not dest.is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{model.version}.", dir=registry))
+        try:
+            for item in model.path.iterdir():
+                if item.is_file():
+                    shutil.copy2(item, tmp / item.name)
+            verify(tmp)
+            os.rename(tmp, dest)  # atomic; fails if a concurrent publish got there first
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not dest.is_dir():
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    published = load_model(dest)
+    if published.content_hash != model.content_hash:
+        raise ArtifactError(f"{dest} exists with different content; refusing to overwrite it")
+    _write_atomic(registry / CURRENT_FILE, f"{model.version}\n".encode())
+    return published
+
+
+def current_model(registry_dir: str | os.PathLike[str]) -> Path | None:
+    """The directory CURRENT names, or None when nothing was published yet."""
+    registry = Path(registry_dir)
+    try:
+        version = (registry / CURRENT_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not version or "/" in version or version.startswith("."):
+        raise ArtifactError(f"{registry / CURRENT_FILE} holds an invalid version {version!r}")
+    path = registry / version
+    if not path.is_dir():
+        raise ArtifactError(f"{registry / CURRENT_FILE} names {version!r}, which does not exist")
+    return path
+
+
+def announcement(model: LoadedModel) -> dict[str, Any]:
+    """The record a broker announces when it switches to ``model`` (JSON-ready, no weights)."""
+    return {
+        "version": model.version,
+        "content_hash": model.content_hash,
+        "path": str(model.path),
+        "arch": model.net_config.arch,
+        "classes": list(model.classes),
+        "grid": model.grid.name,
+        "input_shape": list(model.net_config.input_shape),
+        "created": model.config.get("created"),
+        "trainer_version": model.config.get("trainer_version"),
+        "metrics": {
+            k: v
+            for k, v in model.config.get("metrics", {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+        "announced": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
