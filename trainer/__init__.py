@@ -1,0 +1,1 @@
+"""dmdt-train: build dmdt images, fit and evaluate the paper's networks, publish models."""

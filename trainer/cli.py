@@ -1,0 +1,305 @@
+"""dmdt-train: build dmdt images, fit and evaluate the CNNs, classify files, publish models.
+
+DATA is a folder of ``<id>-<class>.csv`` light curves, a compact ``.npz``, or a bundled dataset
+name (``crts``: 5,757 real CRTS light curves). A MODEL_DIR is an artifact written by ``fit``
+(``default`` is the shipped model, models/default/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from dmdt.grids import DEFAULT_GRID, PRESETS
+
+EPILOG = """examples:
+  dmdt-train images crts --out crts.npz
+  dmdt-train fit crts --out models/mine --arch shallow --classes paper --seed 0
+  dmdt-train evaluate models/mine crts --json metrics.json --png cm.png
+  dmdt-train predict default data/my_curves/ --out predictions.csv
+  dmdt-train publish models/mine --registry /srv/dmdt-registry
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "data", metavar="DATA", help="folder of <id>-<class>.csv files, a compact .npz, or 'crts'"
+    )
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated classes to use, e.g. EW,EA,RRab; 'paper' for the "
+        "paper's seven (EW,EA,RRab,RRc,RRd,RS_CVn,LPV); default: all",
+    )
+    p.add_argument(
+        "--min-points",
+        type=int,
+        default=20,
+        help="drop light curves with fewer points after cleaning (default: 20)",
+    )
+
+
+def _add_grid_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--grid",
+        default=DEFAULT_GRID,
+        choices=sorted(PRESETS),
+        help=f"dmdt grid preset (default: {DEFAULT_GRID})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="dmdt-train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "images",
+        help="compute dmdt images of a labelled dataset into an .npz",
+        description="Compute the paper's uint8 dmdt images of cleaned light "
+        "curves; writes images, source_id, label, n_points, grid.",
+    )
+    _add_data_args(p)
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+    _add_grid_arg(p)
+
+    p = sub.add_parser(
+        "fit",
+        help="train a CNN and write a model directory",
+        description="Hold out a stratified test split (recorded by source id), "
+        "train on the rest with a validation split for early "
+        "stopping, score the held-out curves, write the artifact.",
+    )
+    _add_data_args(p)
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
+    p.add_argument(
+        "--arch", default="shallow", choices=("shallow", "deep"), help="network (default: shallow)"
+    )
+    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: 200)")
+    p.add_argument("--batch-size", type=int, default=128, help="mini-batch size (default: 128)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: 2e-4)")
+    p.add_argument(
+        "--l2",
+        type=float,
+        default=0.0025,
+        help="L2 penalty on weights added to the loss (default: 0.0025)",
+    )
+    p.add_argument(
+        "--dropout",
+        default=None,
+        help="comma-separated dropout rates for the arch (deep: 2, shallow: none)",
+    )
+    p.add_argument(
+        "--val-frac",
+        type=float,
+        default=0.1,
+        help="fraction of the training part for early stopping (default: 0.1)",
+    )
+    p.add_argument(
+        "--test-frac",
+        type=float,
+        default=0.2,
+        help="stratified fraction held out for testing (default: 0.2)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=20,
+        help="stop after this many epochs without a better validation loss; "
+        "0 never stops early (default: 20)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for splits, init and batches")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("auto", "cpu", "cuda"),
+        help="where to train (default: cpu; auto picks CUDA when present)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_grid_arg(p)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model on labelled light curves",
+        description="Write accuracy, balanced accuracy, macro F1, per-class "
+        "recall and the confusion matrix. Curves of classes the model "
+        "does not know are skipped and counted. --split auto uses the "
+        "model's held-out test ids when DATA is the data it was "
+        "trained on (same data hash over the model's classes), "
+        "otherwise every curve.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory or 'default'")
+    p.add_argument("data", metavar="DATA", help="labelled light curves (as for fit)")
+    p.add_argument("--json", required=True, metavar="OUT.json", help="metrics file to write")
+    p.add_argument("--png", default=None, metavar="CM.png", help="confusion matrix figure")
+    p.add_argument(
+        "--split",
+        default="auto",
+        choices=("auto", "test", "all"),
+        help="which curves to score (default: auto)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser(
+        "predict",
+        help="classify light curves from files",
+        description="Classify a CRTS <id>[-<class>].csv file, a Catalina CSV, an "
+        ".npz, or a folder of them. Prints CSV to stdout unless "
+        "--out is given (.json or .csv).",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory or 'default'")
+    p.add_argument("input", metavar="INPUT", help="light-curve file or folder")
+    p.add_argument("--out", default=None, metavar="FILE", help="write .csv or .json here")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser(
+        "publish",
+        help="copy a model into a registry and make it CURRENT",
+        description="Verify MODEL_DIR, copy it to REGISTRY/<version>/ "
+        "(atomically) and flip REGISTRY/CURRENT to it. The broker "
+        "picks it up between batches.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory")
+    p.add_argument(
+        "--registry",
+        default=os.environ.get("DMDT_REGISTRY"),
+        help="registry folder (default: $DMDT_REGISTRY)",
+    )
+    return parser
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    return None if text is None else tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    """``images``: dmdt images of a labelled dataset into an .npz."""
+    from dmdt.grids import get_grid
+    from trainer import data
+
+    lcs = data.load(args.data, data.parse_classes(args.classes), args.min_points)
+    path = data.save_images(lcs, get_grid(args.grid), args.out, source=args.data)
+    print(f"wrote {len(lcs)} images on grid {args.grid} to {path}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``fit``: train and write a model directory."""
+    from trainer.data import parse_classes
+    from trainer.fit import FitOptions, fit
+
+    opts = FitOptions(
+        arch=args.arch, classes=parse_classes(args.classes), epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, l2=args.l2, val_frac=args.val_frac,
+        test_frac=args.test_frac, patience=args.patience, seed=args.seed, device=args.device,
+        grid=args.grid, min_points=args.min_points, dropout=_floats(args.dropout),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    model, metrics = fit(args.data, args.out, opts, progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    training = model.config["training"]
+    print(
+        f"wrote {model.path} (version {model.version}) in {wall:.1f} s; "
+        f"{training['epochs_run']} epochs, best {training['best_epoch']}"
+    )
+    if metrics:
+        print(
+            f"held-out test: n={metrics['n']} accuracy={metrics['accuracy']:.4f} "
+            f"balanced_accuracy={metrics['balanced_accuracy']:.4f} "
+            f"macro_f1={metrics['macro_f1']:.4f}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: metrics JSON and confusion-matrix PNG."""
+    from dmdt.classify import Classifier
+    from trainer import data
+    from trainer.evaluate import evaluate, plot_confusion, write_json
+
+    clf = Classifier.from_checkpoint(args.model, device=args.device)
+    min_points = int(clf.model.config.get("preprocessing", {}).get("min_points", 20))
+    lcs = data.load(args.data, None, min_points)
+    result = evaluate(clf, lcs, split=args.split)
+    write_json(result, args.json)
+    if args.png:
+        plot_confusion(
+            result,
+            args.png,
+            title=f"{Path(clf.model.path).name}: "
+            f"accuracy {result['accuracy']:.3f}, n = {result['n']}",
+        )
+    print(
+        f"{result['evaluated_on']}: n={result['n']} accuracy={result['accuracy']:.4f} "
+        f"balanced_accuracy={result['balanced_accuracy']:.4f} macro_f1={result['macro_f1']:.4f}"
+        f" (skipped {result['n_skipped_unknown_class']} of unknown classes) -> {args.json}"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``predict``: per-source class and probabilities."""
+    from dmdt.classify import Classifier
+    from trainer import predict
+
+    clf = Classifier.from_checkpoint(args.model, device=args.device)
+    records = predict.predict(clf, predict.read_input(args.input))
+    if args.out:
+        predict.write(records, clf.classes, args.out)
+        n_ok = sum(r["predicted"] is not None for r in records)
+        print(f"classified {n_ok} of {len(records)} light curves -> {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(predict.to_csv(records, clf.classes))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """``publish``: copy into the registry and flip CURRENT."""
+    from dmdt.artifact import announcement, publish
+
+    if not args.registry:
+        raise SystemExit("dmdt-train publish: give --registry DIR or set $DMDT_REGISTRY")
+    model = publish(args.model, args.registry)
+    print(json.dumps(announcement(model), indent=1))
+    return 0
+
+
+COMMANDS = {
+    "images": cmd_images,
+    "fit": cmd_fit,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "publish": cmd_publish,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dmdt-train``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from dmdt.artifact import ArtifactError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ArtifactError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
+        print(f"dmdt-train {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
