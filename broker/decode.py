@@ -373,13 +373,10 @@ class LightcurveDecoder:
         self.max_bytes = max_bytes
         self.max_detections = max_detections
         self._registry = local_registry(schema_dir)
-        self._reader = self._registry.schema(self._registry.latest_id(self.schema_name))
 
     def __call__(self, data: bytes) -> list[DecodedAlert]:
         check_size(data, self.max_bytes)
-        schema_id, body = unframe(data)
-        writer = self._registry.schema(schema_id, self.schema_name)
-        record = read_body(body, writer, None if writer is self._reader else self._reader)
+        record = self._registry.decode(data, self.schema_name)
         detections = record["detections"]
         if len(detections) > self.max_detections:
             raise DecodeError("too_large", f"{len(detections)} detections")

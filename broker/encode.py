@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from broker import __version__
-from broker.avro import SCHEMA_DIR, frame, read_body, unframe, write_body
+from broker.avro import SCHEMA_DIR
 from broker.decode import DecodedAlert, LightcurveDecoder
 from broker.registry import local_registry
 
@@ -39,18 +39,12 @@ def _ms(value: dt.datetime | int | None) -> int | None:
 
 def encode_record(name: str, record: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> bytes:
     """Frame and encode a record with the newest registered version of schema `name`."""
-    registry = local_registry(schema_dir)
-    schema_id = registry.latest_id(name)
-    return frame(schema_id, write_body(registry.schema(schema_id), record))
+    return local_registry(schema_dir).encode(name, record)
 
 
 def decode_record(data: bytes, name: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     """Decode a framed record of schema `name` (any registered version, read as the newest)."""
-    registry = local_registry(schema_dir)
-    schema_id, body = unframe(data)
-    writer = registry.schema(schema_id, name)
-    reader = registry.schema(registry.latest_id(name))
-    return read_body(body, writer, None if writer is reader else reader)  # type: ignore[no-any-return]
+    return local_registry(schema_dir).decode(data, name)
 
 
 @dataclass(frozen=True)

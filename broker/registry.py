@@ -18,7 +18,16 @@ from typing import Any
 
 import fastavro.schema
 
-from broker.avro import MAX_SCHEMA_BYTES, SCHEMA_DIR, DecodeError, parse_untrusted_schema
+from broker.avro import (
+    MAX_SCHEMA_BYTES,
+    SCHEMA_DIR,
+    DecodeError,
+    frame,
+    parse_untrusted_schema,
+    read_body,
+    unframe,
+    write_body,
+)
 
 
 class SchemaRegistryUnavailable(RuntimeError):
@@ -42,10 +51,6 @@ class LocalRegistry:
         for e in sorted(entries, key=lambda e: tuple(map(int, e["version"].split(".")))):
             self._latest[e["name"]] = int(e["id"])
 
-    def ids(self, name: str) -> list[int]:
-        """All ids registered for one schema name, oldest version first."""
-        return [i for i, e in self._by_id.items() if e["name"] == name]
-
     def latest_id(self, name: str) -> int:
         """Id of the newest version of a schema name (what the encoder writes)."""
         return self._latest[name]
@@ -59,6 +64,18 @@ class LocalRegistry:
                 f"schema id {schema_id} is not a registered {name or 'dmdt'} schema",
             )
         return load_schema_file(self.schema_dir / entry["path"])
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        """A Confluent-framed body of the record, in the newest registered version of `name`."""
+        schema_id = self.latest_id(name)
+        return frame(schema_id, write_body(self.schema(schema_id), record))
+
+    def decode(self, data: bytes, name: str) -> dict[str, Any]:
+        """A framed record of schema `name`, in any registered version, read as the newest."""
+        schema_id, body = unframe(data)
+        writer = self.schema(schema_id, name)
+        reader = self.schema(self.latest_id(name))
+        return read_body(body, writer, None if writer is reader else reader)  # type: ignore[no-any-return]
 
 
 @cache
