@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from dmdt import kernels
+from dmdt import incremental, kernels
 from dmdt.grids import Grid, get_grid
 
 MAX_POINTS = 65_535  # n(n-1)/2 < 2**31
@@ -189,7 +189,7 @@ def update_many(
     size = int(hoff[-1] + noff[-1])
     ot, om, oe = np.empty(size), np.empty(size), np.empty(size)
     with _threads(n_threads):
-        lengths = kernels.update_batch(
+        lengths = incremental.update_copy(
             np.concatenate([s.t for s in states]),
             np.concatenate([s.m for s in states]),
             np.concatenate([s.err for s in states]),

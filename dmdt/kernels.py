@@ -66,21 +66,22 @@ def _row_lattice(
     sign,
     dt_edges,
     dm_edges,
+    cell_bin,
     cell_lo,
     inv_h,
-    n_cells,
-    acc,
     out,
     cell,
     flag,
 ):  # type: ignore[no-untyped-def]
-    """Pairs of (ti, mi) with points first, first+sign, ..., last (inclusive) along a row."""
+    """Pairs of (ti, mi) with points first, first+sign, ..., last (inclusive) along a row,
+    added straight into ``out`` (the incremental path: one short row per new point)."""
     if sign > 0:
         a, z = first, last + 1
     else:
         a, z = last, first + 1
     if z <= a:
         return
+    n_cells = cell_bin.size
     _cells(
         mpad,
         a,
@@ -93,7 +94,6 @@ def _row_lattice(
         cell,
         flag,
     )
-    w = n_cells + 2
     dt_lo = dt_edges[0]
     k = 0
     n_flag = 0
@@ -104,7 +104,9 @@ def _row_lattice(
         if dt >= dt_lo:
             while dt >= dt_edges[k + 1]:
                 k += 1
-            acc[k * w + cell[j]] += 1
+            c = cell[j]
+            if 0 < c <= n_cells:
+                out[k, cell_bin[c - 1]] += 1
             n_flag += flag[j]
         j += sign
     if n_flag > 0:
@@ -268,193 +270,6 @@ def counts_batch(
             cell_inv_h,
             out[i],
         )
-
-
-@njit(cache=True, nogil=True)
-def _update_one(
-    ht,
-    hm,
-    he,
-    nt,
-    nm,
-    ne,
-    dt_edges,
-    dm_edges,
-    table,
-    lo,
-    inv_h,
-    cell_bin,
-    cell_lo,
-    cell_inv_h,
-    counts,
-    ot,
-    om,
-    oe,
-):  # type: ignore[no-untyped-def]
-    """Merge new points into one sorted history of distinct times, adding only the new pairs.
-
-    ``ht/hm/he``: history (sorted, distinct times); ``nt/nm/ne``: new points in arrival order;
-    ``ot/om/oe``: output buffers of length len(ht) + len(nt). Returns the merged length. A new
-    point whose time is already in the history, or earlier in this batch, is skipped.
-    """
-    n = ht.size
-    q = nt.size
-    dt_hi = dt_edges[-1]
-    n_cells = cell_bin.size
-    order = np.argsort(nt, kind="mergesort")  # stable: the first arrival of a time wins
-    at = np.empty(q)
-    am = np.empty(q)
-    ae = np.empty(q)
-    if n_cells > 0:
-        acc = np.zeros((dt_edges.size - 1) * (n_cells + 2), dtype=np.int32)
-        mpad = _padded(hm)
-        cell = np.empty(n + _PAD, dtype=np.int32)
-        flag = np.empty(n + _PAD, dtype=np.int32)
-    na = 0
-    for r in range(q):
-        p = order[r]
-        tp = nt[p]
-        mp = nm[p]
-        if na > 0 and at[na - 1] == tp:
-            continue
-        s = np.searchsorted(ht, tp)
-        if s < n and ht[s] == tp:
-            continue
-        # pairs with the history: earlier points walking back, later points walking forward
-        for first, sign in ((s - 1, -1), (s, 1)):
-            if 0 <= first < n and sign * (ht[first] - tp) < dt_hi:
-                last = _row_end(tp, ht, first, sign, dt_hi)
-                if n_cells > 0:
-                    _row_lattice(
-                        tp,
-                        mp,
-                        ht,
-                        hm,
-                        mpad,
-                        first,
-                        last,
-                        sign,
-                        dt_edges,
-                        dm_edges,
-                        cell_lo,
-                        cell_inv_h,
-                        n_cells,
-                        acc,
-                        counts,
-                        cell,
-                        flag,
-                    )
-                else:
-                    _row_table(
-                        tp,
-                        mp,
-                        ht,
-                        hm,
-                        first,
-                        last,
-                        sign,
-                        dt_edges,
-                        dm_edges,
-                        table,
-                        lo,
-                        inv_h,
-                        counts,
-                    )
-        at[na] = tp
-        am[na] = mp
-        ae[na] = ne[p]
-        na += 1
-    if n_cells > 0:
-        _fold(acc, cell_bin, counts)
-    # pairs among the accepted new points (already sorted, distinct)
-    counts_sorted(
-        at[:na],
-        am[:na],
-        dt_edges,
-        dm_edges,
-        table,
-        lo,
-        inv_h,
-        cell_bin,
-        cell_lo,
-        cell_inv_h,
-        counts,
-    )
-    # merge the two sorted runs
-    i = 0
-    j = 0
-    k = 0
-    while i < n or j < na:
-        if j == na or (i < n and ht[i] < at[j]):
-            ot[k] = ht[i]
-            om[k] = hm[i]
-            oe[k] = he[i]
-            i += 1
-        else:
-            ot[k] = at[j]
-            om[k] = am[j]
-            oe[k] = ae[j]
-            j += 1
-        k += 1
-    return k
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def update_batch(
-    ht,
-    hm,
-    he,
-    hoff,
-    nt,
-    nm,
-    ne,
-    noff,
-    dt_edges,
-    dm_edges,
-    table,
-    lo,
-    inv_h,
-    cell_bin,
-    cell_lo,
-    cell_inv_h,
-    counts,
-    ot,
-    om,
-    oe,
-):  # type: ignore[no-untyped-def]
-    """Incremental update of many sources in one call (source i: history slice ``hoff[i]``,
-    new points slice ``noff[i]``, output slice starting at ``hoff[i] + noff[i]``).
-
-    ``counts`` is ``(n_sources, n_dt, n_dm)`` updated in place. Returns merged lengths.
-    """
-    n_src = hoff.size - 1
-    lengths = np.empty(n_src, dtype=np.int64)
-    for i in prange(n_src):
-        a, b = hoff[i], hoff[i + 1]
-        c, d = noff[i], noff[i + 1]
-        o = a + c
-        e = o + (b - a) + (d - c)
-        lengths[i] = _update_one(
-            ht[a:b],
-            hm[a:b],
-            he[a:b],
-            nt[c:d],
-            nm[c:d],
-            ne[c:d],
-            dt_edges,
-            dm_edges,
-            table,
-            lo,
-            inv_h,
-            cell_bin,
-            cell_lo,
-            cell_inv_h,
-            counts[i],
-            ot[o:e],
-            om[o:e],
-            oe[o:e],
-        )
-    return lengths
 
 
 @njit(cache=True, nogil=True)
