@@ -130,10 +130,14 @@ class TansuBroker:
         try:
             wait_for_port(self.host, self.port, timeout_s)
         except TimeoutError:
+            output = self.log()
             self.stop()
-            raise RuntimeError(f"Tansu did not start on {self.bootstrap}:\n{self.log()}") from None
+            raise RuntimeError(f"Tansu did not start on {self.bootstrap}:\n{output}") from None
+        time.sleep(0.1)  # a Tansu that lost the port to another process exits by now
         if self._proc.poll() is not None:
-            raise RuntimeError(f"Tansu exited with {self._proc.returncode}:\n{self.log()}")
+            output = self.log()
+            self.stop()
+            raise RuntimeError(f"Tansu exited at start:\n{output}")
         return self
 
     def log(self, limit: int = 4000) -> str:
