@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "images",
         help="compute dmdt images of a labelled dataset into an .npz",
-        description="Compute the paper's uint8 dmdt images of cleaned light "
-        "curves; writes images, source_id, label, n_points, grid.",
+        description="Compute the dmdt histograms and the paper's uint8 images of cleaned light "
+        "curves. Writes ids (file names without .csv), dt_edges, dm_edges, counts "
+        "(n, n_dt, n_dm), images, n_points, label and the grid.",
     )
     _add_data_args(p)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output file")

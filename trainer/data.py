@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from dmdt.classify import lightcurve_counts
 from dmdt.datasets import load_labelled
@@ -87,19 +88,38 @@ def images(lcs: Sequence[LightCurve], grid: Grid) -> np.ndarray:
     return normalize(counts, n_points)
 
 
-def save_images(lcs: Sequence[LightCurve], grid: Grid, path: str | Path, source: str = "") -> Path:
-    """Write the images of ``lcs`` with their ids, labels and point numbers to an ``.npz``.
+def save_images(
+    lcs: Sequence[LightCurve],
+    grid: Grid,
+    path: str | Path,
+    source: str = "",
+    progress: bool = True,
+    chunk: int = 256,
+) -> Path:
+    """Write the dmdt counts and images of ``lcs`` to an ``.npz``, with a progress bar.
 
-    Members: ``images`` uint8 (n, n_dt, n_dm), ``source_id``, ``label``, ``n_points``,
-    ``grid`` (JSON of :meth:`Grid.to_dict`), ``data_hash`` and ``source``.
+    Members: ``ids`` (``<id>-<class>``, the CSV file names without ``.csv``), ``source_id``,
+    ``label``, ``dt_edges``, ``dm_edges``, ``counts`` int32 (n, n_dt, n_dm), ``images`` uint8
+    (n, n_dt, n_dm), ``n_points``, ``grid`` (JSON of :meth:`Grid.to_dict`), ``data_hash`` and
+    ``source``.
     """
-    counts, n_points = lightcurve_counts(lcs, grid)
+    counts = np.zeros((len(lcs), *grid.shape), dtype=np.int32)
+    with tqdm(total=len(lcs), desc="dmdt", unit="lc", disable=not progress) as bar:
+        for start in range(0, len(lcs), chunk):
+            part = lcs[start : start + chunk]
+            counts[start : start + len(part)] = lightcurve_counts(part, grid)[0]
+            bar.update(len(part))
+    n_points = np.array([len(lc.t) for lc in lcs], dtype=np.int64)
     path = Path(path)
     np.savez_compressed(
         path,
-        images=normalize(counts, n_points),
+        ids=np.array([f"{lc.source_id}-{lc.label}" if lc.label else lc.source_id for lc in lcs]),
         source_id=np.array([lc.source_id for lc in lcs], dtype=str),
         label=np.array([lc.label or "" for lc in lcs], dtype=str),
+        dt_edges=grid.dt_edges,
+        dm_edges=grid.dm_edges,
+        counts=counts,
+        images=normalize(counts, n_points),
         n_points=n_points,
         grid=np.array(json.dumps(grid.to_dict())),
         data_hash=np.array(data_hash(lcs)),
