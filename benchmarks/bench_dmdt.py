@@ -44,6 +44,26 @@ def best_of(fn: Callable[[], object], repeats: int, number: int) -> float:
     return best
 
 
+def compare(
+    ref: Callable[[], object], ours: Callable[[], object], repeats: int, number: int
+) -> tuple[float, float]:
+    """Best seconds per call of each, the two interleaved run by run (fair under shared load)."""
+    ref()
+    ours()
+    best_ref = best_ours = float("inf")
+    for _ in range(repeats):
+        for fn, is_ref in ((ref, True), (ours, False)):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            dt = (time.perf_counter() - t0) / number
+            if is_ref:
+                best_ref = min(best_ref, dt)
+            else:
+                best_ours = min(best_ours, dt)
+    return best_ref, best_ours
+
+
 def curves_of_size(lcs: list, n: int, count: int, rng: np.random.Generator) -> list:
     """``count`` real curves cut to n points (unions of several curves when none is long enough)."""
     out = []
@@ -72,7 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads for the batch comparison")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    repeats = 5 if args.quick else 15
     rng = np.random.default_rng(0)
     grid = get_grid()
     lcs = load_labelled("crts", clean=True)

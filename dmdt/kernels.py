@@ -22,6 +22,7 @@ from numba import njit, prange
 
 _EPS = 1e-9  # in lattice cells; far above the rounding error of the cell arithmetic
 _PAD = 16  # the vectorised loop runs in whole blocks of this many points (buffers are padded)
+_SPLIT_DT = 0.5  # days: pairs closer than this (same night) walk their dt bin; see counts_sorted
 
 
 @njit(cache=True, inline="always")
@@ -167,11 +168,17 @@ def _row_end(ti, t, start, sign, dt_hi):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _fold(acc, cell_bin, out):  # type: ignore[no-untyped-def]
-    n_dt = out.shape[0]
+    """Add lattice-cell counts ``acc`` (rows of n_cells + 2, ends are out of range) into bins."""
+    n_dt, n_dm = out.shape
     w = cell_bin.size + 2
+    starts = np.searchsorted(cell_bin, np.arange(n_dm + 1))  # cells of bin b: starts[b]..
     for k in range(n_dt):
-        for c in range(cell_bin.size):
-            out[k, cell_bin[c]] += acc[k * w + c + 1]
+        row = k * w + 1
+        for b in range(n_dm):
+            total = 0
+            for c in range(starts[b], starts[b + 1]):
+                total += acc[row + c]
+            out[k, b] += total
 
 
 @njit(cache=True, nogil=True)
@@ -197,48 +204,64 @@ def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo,
                     t[i], m[i], t, m, i + 1, last, 1, dt_edges, dm_edges, table, lo, inv_h, out
                 )
         return
-    # the forward rows of the lattice path, written out (the hot loop of the whole package)
+    # The forward rows of the lattice path, written out: the hot loop of the whole package.
+    # Pairs shorter than dt_edges[split] (same-night pairs) walk the dt bin with a branch; for
+    # longer pairs each row's bin boundaries are pointers (monotone in i, so they move rarely)
+    # marked in `mark` and summed along the row, with no branch per pair.
+    n_dt = dt_edges.size - 1
     w = n_cells + 2
-    acc = np.zeros((dt_edges.size - 1) * w, dtype=np.int32)
+    acc = np.zeros(n_dt * w, dtype=np.int32)
     mpad = _padded(m)
     cell = np.empty(n + _PAD, dtype=np.int32)
     flag = np.empty(n + _PAD, dtype=np.int32)
+    mark = np.zeros(n + 1, dtype=np.int32)
+    ptr = np.zeros(n_dt + 1, dtype=np.int64)
+    split = min(np.searchsorted(dt_edges, _SPLIT_DT), n_dt)
     upper = n_cells + 1.5
     dt_lo = dt_edges[0]
     dm_lo = dm_edges[0]
     dm_hi = dm_edges[-1]
-    z = 0
     for i in range(n - 1):
         ti = t[i]
         mi = m[i]
         a = i + 1
-        if z < a:
-            z = a
-        while z < n and t[z] - ti < dt_hi:
-            z += 1
-        if z == a:
+        for e in range(split, n_dt + 1):  # ptr[e]: first j > i with t[j] - ti >= dt_edges[e]
+            p = max(ptr[e], a)
+            edge = dt_edges[e]
+            while p < n and t[p] - ti < edge:
+                p += 1
+            ptr[e] = p
+        z = ptr[n_dt]
+        if z <= a:
             continue
-        _cells(
-            mpad,
-            a,
-            a + ((z - a + _PAD - 1) // _PAD) * _PAD,
-            mi,
-            1.0,
-            cell_lo,
-            cell_inv_h,
-            upper,
-            cell,
-            flag,
-        )
-        k = 0
+        # dm lattice cells of the row, vectorised (see _cells)
+        off = 1.0 - cell_lo * cell_inv_h - mi * cell_inv_h
+        for q in range(a, a + ((z - a + _PAD - 1) // _PAD) * _PAD):
+            x = min(max(mpad[q] * cell_inv_h + off, 0.5), upper)
+            c = np.int32(x)
+            f = x - c
+            bad = np.int32((f < _EPS) | (f > 1.0 - _EPS))
+            flag[q] = bad
+            cell[q] = c * (1 - bad)
         n_flag = 0
-        for j in range(a, z):
+        mid = ptr[split]
+        k = 0
+        for j in range(a, mid):
             dt = t[j] - ti
             if dt >= dt_lo:
                 while dt >= dt_edges[k + 1]:
                     k += 1
                 acc[k * w + cell[j]] += 1
                 n_flag += flag[j]
+        for e in range(split + 1, n_dt):
+            mark[ptr[e]] += w
+        base = split * w
+        for j in range(mid, z):
+            base += mark[j]
+            acc[base + cell[j]] += 1
+            n_flag += flag[j]
+        for e in range(split + 1, n_dt):
+            mark[ptr[e]] = 0
         if n_flag > 0:
             for j in range(a, z):
                 if flag[j]:
