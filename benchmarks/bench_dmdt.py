@@ -1,4 +1,4 @@
-"""dmdt engine speed, as ratios against light-curve's DmDt run in the same process on the same curves.
+"""dmdt engine speed: ratios against light-curve's DmDt, same process, same curves.
 
     python benchmarks/bench_dmdt.py            # full table (about a minute on 2 cores)
     python benchmarks/bench_dmdt.py --quick    # fewer repeats
@@ -102,7 +102,8 @@ def main() -> None:
     rows: list[dict] = []
 
     print(
-        f"grid {grid.name} {grid.shape}, {len(lcs)} real CRTS curves, numba threads {numba.get_num_threads()}"
+        f"grid {grid.name} {grid.shape}, {len(lcs)} real CRTS curves, "
+        f"numba threads {numba.get_num_threads()}"
     )
     print(f"{'case':44s} {'light-curve':>12s} {'dmdt':>12s} {'ratio':>7s}")
 
@@ -112,7 +113,8 @@ def main() -> None:
             {"case": case, "light_curve_s": ref_s, "dmdt_s": ours_s, "ratio": ref_s / ours_s}
         )
         print(
-            f"{case:44s} {ref_s * scale:10.1f}{unit} {ours_s * scale:10.1f}{unit} {ref_s / ours_s:6.2f}x"
+            f"{case:44s} {ref_s * scale:10.1f}{unit} {ours_s * scale:10.1f}{unit} "
+            f"{ref_s / ours_s:6.2f}x"
         )
 
     for n in (100, 300, 1000):

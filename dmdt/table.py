@@ -160,7 +160,7 @@ class HistogramTable:
             raise ValueError("t and m must be finite")
         rows = self.rows(keys)
         sizes = np.diff(offsets)
-        uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        uniq, _first, inverse = np.unique(rows, return_index=True, return_inverse=True)
         if uniq.size < rows.size:  # a source appears twice: gather its points, arrival order
             order = np.argsort(inverse, kind="stable")
             idx = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in order])
@@ -226,7 +226,7 @@ class HistogramTable:
         """Pack live slots to the front of the arena, dropping garbage from moved/dropped rows."""
         live = np.array([r for r in range(len(self._keys)) if self._keys[r] is not None], np.int64)
         caps = self._cap[live]
-        starts = np.concatenate([[0], np.cumsum(caps)[:-1]]).astype(np.int64)
+        starts = (np.cumsum(caps) - caps).astype(np.int64)  # also right with no live row
         size = max(int(caps.sum()) + extra, 1) + _PAD
         size = max(size, self._t.size)
         for name in ("_t", "_m", "_e"):

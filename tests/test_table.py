@@ -87,7 +87,8 @@ def test_drop_compact_export_and_load_keep_rows_exact():
     saved = table.export("src3")
     for key in ("src0", "src3", "src7"):
         table.drop(key)
-    assert "src3" not in table and len(table) == 9
+    assert "src3" not in table
+    assert len(table) == 9
     table.compact()
     table.load("src3", saved)
     for key, (t, m) in curves.items():
