@@ -143,29 +143,20 @@ class _Bands:
             if coord is not None and not math.isfinite(coord):
                 raise DecodeError("invalid_value", f"{name} {coord}")
         out = []
-        for band, (ts, ms, es) in self.points.items():
-            t = np.array(ts, dtype=np.float64)
-            m = np.array(ms, dtype=np.float64)
-            err = np.array(es, dtype=np.float64)
-            for what, values in (("time", t), ("magnitude", m), ("error", err)):
-                if not np.isfinite(values).all():
-                    raise DecodeError("invalid_value", f"non-finite {what} in band {band}")
-            if (err < 0).any():
+        for band, points in self.points.items():
+            # one (3, n) array per band: few numpy calls, as most alerts carry a few points
+            tme = np.array(points, dtype=np.float64)
+            if not np.isfinite(tme).all():
+                what = ("time", "magnitude", "error")[int(np.argmin(np.isfinite(tme).all(1)))]
+                raise DecodeError("invalid_value", f"non-finite {what} in band {band}")
+            if tme[2].min() < 0:
                 raise DecodeError("invalid_value", f"negative magnitude error in band {band}")
-            order = np.argsort(t, kind="stable")
+            if tme.shape[1] > 1 and (tme[0, 1:] < tme[0, :-1]).any():
+                tme = tme[:, np.argsort(tme[0], kind="stable")]
+            t, m, err = tme
             out.append(
                 DecodedAlert(
-                    alert_id,
-                    source_id,
-                    survey,
-                    band,
-                    ra,
-                    dec,
-                    alert_time,
-                    t[order],
-                    m[order],
-                    err[order],
-                    label,
+                    alert_id, source_id, survey, band, ra, dec, alert_time, t, m, err, label
                 )
             )
         return out

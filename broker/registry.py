@@ -48,6 +48,7 @@ class LocalRegistry:
         entries = json.loads((schema_dir / "registry.json").read_text())["schemas"]
         self._by_id = {int(e["id"]): e for e in entries}
         self._latest: dict[str, int] = {}
+        self._parsed: dict[int, Any] = {}  # per id: the hot path looks schemas up per message
         for e in sorted(entries, key=lambda e: tuple(map(int, e["version"].split(".")))):
             self._latest[e["name"]] = int(e["id"])
 
@@ -63,7 +64,10 @@ class LocalRegistry:
                 "unknown_schema",
                 f"schema id {schema_id} is not a registered {name or 'dmdt'} schema",
             )
-        return load_schema_file(self.schema_dir / entry["path"])
+        parsed = self._parsed.get(schema_id)
+        if parsed is None:
+            parsed = self._parsed[schema_id] = load_schema_file(self.schema_dir / entry["path"])
+        return parsed
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         """A Confluent-framed body of the record, in the newest registered version of `name`."""
