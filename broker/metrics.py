@@ -61,6 +61,11 @@ class BrokerMetrics:
             "Input messages sent to the dead-letter topic",
             ["topic", "reason"],
         )
+        self.alerts_unclassified = counter(
+            "alerts_unclassified",
+            "Decoded alerts not classified: their source holds fewer than min_points points",
+            ["topic"],
+        )
         self.publish_failures = counter(
             "publish_failures", "Output messages whose delivery failed", ["topic"]
         )

@@ -1,0 +1,143 @@
+"""Where the broker's model comes from, and hot reload between batches (pure, no Kafka).
+
+The model setting names one of:
+
+- ``default``: the shipped model (``models/default/``, or ``$DMDT_MODEL_DIR``);
+- a model directory written by ``dmdt-train fit``;
+- a registry directory written by ``dmdt-train publish MODEL_DIR --registry DIR``: the model its
+  ``CURRENT`` file names is served, and ``CURRENT`` is watched.
+
+Watching costs one ``stat`` of ``CURRENT`` per check, at most every ``check_interval_s``; the app
+checks between batches, so a batch is classified by exactly one model. A new version is loaded and
+verified (content hash) before it replaces the old one; a load that fails keeps the old model,
+counts ``dmdt_model_load_failures_total`` and is retried only when ``CURRENT`` changes again.
+A model whose grid differs from the state's grid is refused the same way (the stored histograms
+are binned on the old grid; switching grids needs a restart with fresh state).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmdt.artifact import CURRENT_FILE, ArtifactError, current_model, resolve_model_dir
+from dmdt.classify import Classifier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_POINTS = 20
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded classifier and the identity every output record carries."""
+
+    classifier: Classifier
+    name: str  # classifier_name: architecture and grid, e.g. "dmdt-shallow-paper"
+    version: str  # classifier_version: the registry version (creation time and hash prefix)
+    content_hash: str  # model_hash
+    min_points: int  # sources with fewer distinct points are not classified
+
+    @classmethod
+    def of(cls, classifier: Classifier, min_points: int | None = None) -> ServedModel:
+        """Identity of a classifier; min_points defaults to the one the model was trained with."""
+        model = classifier.model
+        trained = model.config.get("preprocessing", {}).get("min_points", DEFAULT_MIN_POINTS)
+        return cls(
+            classifier=classifier,
+            name=f"dmdt-{model.net_config.arch}-{model.grid.name}",
+            version=model.version,
+            content_hash=model.content_hash,
+            min_points=max(2, int(trained if min_points is None else min_points)),
+        )
+
+
+def is_registry(path: str | os.PathLike[str]) -> bool:
+    """True when the path is a model registry (a folder with a CURRENT file)."""
+    return (Path(path) / CURRENT_FILE).is_file()
+
+
+class ModelSource:
+    """The model to serve now; `maybe_reload()` between batches picks up a newly published one."""
+
+    def __init__(
+        self,
+        spec: str | os.PathLike[str] = "default",
+        device: str = "auto",
+        *,
+        min_points: int | None = None,
+        check_interval_s: float = 1.0,
+        on_load: Callable[[ServedModel], None] | None = None,
+        on_failure: Callable[[Exception], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = str(spec)
+        self.device = device
+        self.min_points = min_points
+        self.check_interval_s = check_interval_s
+        self.on_load = on_load
+        self.on_failure = on_failure
+        self._clock = clock
+        path = Path(self.spec)
+        self.registry: Path | None = path if self.spec != "default" and is_registry(path) else None
+        self._stamp = self._current_stamp()
+        self._next_check = self._clock() + check_interval_s
+        # The first load must succeed: a broker without a model cannot classify anything.
+        target = current_model(self.registry) if self.registry else resolve_model_dir(self.spec)
+        if target is None:
+            raise ArtifactError(f"registry {self.registry} has no published model yet")
+        self.current = self._load(target)
+        self._path = target
+        if self.on_load is not None:
+            self.on_load(self.current)
+
+    def _load(self, path: Path) -> ServedModel:
+        return ServedModel.of(Classifier.from_checkpoint(path, self.device), self.min_points)
+
+    def _current_stamp(self) -> tuple[int, int, int] | None:
+        if self.registry is None:
+            return None
+        try:
+            st = (self.registry / CURRENT_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+    def maybe_reload(self, force: bool = False) -> bool:
+        """Load the registry's new CURRENT model if it changed; True when the model switched."""
+        if self.registry is None:
+            return False
+        now = self._clock()
+        if not force and now < self._next_check:
+            return False
+        self._next_check = now + self.check_interval_s
+        stamp = self._current_stamp()
+        if stamp == self._stamp and not force:
+            return False
+        self._stamp = stamp
+        try:
+            target = current_model(self.registry)
+            if target is None or target == self._path:
+                return False
+            served = self._load(target)
+            old_grid = self.current.classifier.grid
+            if served.classifier.grid != old_grid:
+                raise ArtifactError(
+                    f"model {served.version} uses grid {served.classifier.grid.name!r}, the "
+                    f"state holds histograms on {old_grid.name!r}: restart to switch grids"
+                )
+        except Exception as exc:  # keep serving the old model, whatever went wrong
+            log.error("model reload from %s failed, keeping %s: %s", self.registry,
+                      self.current.version, exc)  # fmt: skip
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            return False
+        log.info("model %s -> %s", self.current.version, served.version)
+        self.current, self._path = served, target
+        if self.on_load is not None:
+            self.on_load(served)
+        return True

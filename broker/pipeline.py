@@ -1,0 +1,253 @@
+"""One batch of input messages -> encoded classifications and dead letters (pure, no Kafka).
+
+Steps per batch, each timed for the metrics:
+
+1. decode every message with its topic's decoder; a message that fails becomes a dead letter
+   (raw bytes, origin, reason) and the rest of the batch goes on; ``strict`` raises instead;
+2. apply all decoded alerts to the state in one `HistogramTable.update` call (grouped by
+   (source_id, band); points already held are skipped, so redelivered alerts change nothing);
+3. classify every source the batch touched that holds at least the model's ``min_points``
+   distinct points, in one batched torch call;
+4. one classification record per alert of those sources, keyed by source id.
+
+An alert's record carries its source's classification after the whole batch (``n_points`` says
+how many points that was): alerts of one source in one batch share one inference. A batch is
+all-or-nothing for the state only in the sense that matters for at-least-once: decoding and
+checks run before the state changes, and replaying a batch after a crash adds no point twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from broker.decode import DecodedAlert, DecodeError, Decoder, SchemaRegistryUnavailable
+from broker.encode import DeadLetter, encode_dead_letter, now_ms
+from broker.models import ServedModel
+from broker.outputs import ClassificationWriter
+from broker.state import PartitionId, SourceKey, SourceState
+from dmdt.engine import MAX_POINTS
+
+PROCESSING_ERROR = "processing_error"  # a reason outside DecodeError's: our bug, not the input's
+
+
+class Message(Protocol):
+    """What the pipeline reads of a consumed message (`broker.kafka.Record` has these)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp_ms(self) -> int | None: ...
+
+
+class StrictModeError(RuntimeError):
+    """A bad message in strict mode (tests): the batch stops instead of dead-lettering it."""
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced, plus counts and timings for the metrics."""
+
+    outputs: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, classification)
+    output_alert_ts: list[int | None] = field(default_factory=list)  # input Kafka timestamps
+    output_topics: list[str] = field(default_factory=list)  # input topic of each output
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, value)
+    dead_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
+    consumed: Counter[str] = field(default_factory=Counter)  # messages per topic
+    alerts: int = 0  # decoded alerts (one per band per message)
+    unclassified: Counter[str] = field(default_factory=Counter)  # below min_points, per topic
+    sources_classified: int = 0
+    model: ServedModel | None = None
+    decode_s: float = 0.0
+    update_s: float = 0.0
+    inference_s: float = 0.0
+    encode_s: float = 0.0
+
+
+class Pipeline:
+    """Decode, update state, classify, encode: one call per batch."""
+
+    def __init__(
+        self,
+        decoders: Mapping[str, Decoder],
+        state: SourceState,
+        model: Callable[[], ServedModel],
+        *,
+        strict: bool = False,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.decoders = dict(decoders)
+        self.state = state
+        self.model = model  # called once per batch: the model may change between batches
+        self.strict = strict
+        self.clock_ms = clock_ms
+        self._writers: dict[str, ClassificationWriter] = {}
+
+    def writer(self, served: ServedModel) -> ClassificationWriter:
+        """The record writer of a model (one per model version, kept)."""
+        w = self._writers.get(served.content_hash)
+        if w is None:
+            w = ClassificationWriter(
+                served.name, served.version, served.content_hash, served.classifier.classes
+            )
+            self._writers = {served.content_hash: w}  # only the current model's
+        return w
+
+    # ---------------------------------------------------------------- steps
+
+    def _reject(
+        self, out: BatchResult, msg: Message, decoder: str, reason: str, error: str, now: int
+    ) -> None:
+        letter = DeadLetter(
+            raw=msg.value,
+            key=msg.key,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            decoder=decoder,
+            reason=reason,
+            error=error,
+            timestamp=now,
+            message_timestamp=msg.timestamp_ms,
+        )
+        out.dead_letters.append((msg.key, encode_dead_letter(letter)))
+        out.dead_reasons[(msg.topic, reason)] += 1
+
+    def _fail(self, msg: Message, error: str) -> StrictModeError:
+        return StrictModeError(f"{msg.topic}[{msg.partition}]@{msg.offset}: {error}")
+
+    def _decode(
+        self, messages: Sequence[Message], out: BatchResult
+    ) -> tuple[list[DecodedAlert], list[int]]:
+        alerts: list[DecodedAlert] = []
+        origin: list[int] = []  # index of each alert's message
+        now = self.clock_ms()
+        for i, msg in enumerate(messages):
+            out.consumed[msg.topic] += 1
+            decoder = self.decoders.get(msg.topic)
+            name = decoder.name if decoder is not None else "none"
+            try:
+                if decoder is None:
+                    raise LookupError(f"no decoder configured for topic {msg.topic!r}")
+                if msg.value is None:
+                    raise DecodeError("not_avro", "null message value (a tombstone)")
+                got = decoder(msg.value)
+            except SchemaRegistryUnavailable:
+                raise  # an outage, not a bad message: the app retries the batch
+            except DecodeError as exc:
+                if self.strict:
+                    raise self._fail(msg, str(exc)) from exc
+                self._reject(out, msg, name, exc.reason, str(exc), now)
+                continue
+            except Exception as exc:  # a decoder bug must not stop the stream either
+                if self.strict:
+                    raise self._fail(msg, repr(exc)) from exc
+                self._reject(out, msg, name, PROCESSING_ERROR, repr(exc), now)
+                continue
+            alerts.extend(got)
+            origin.extend([i] * len(got))
+        return alerts, origin
+
+    def _check_capacity(
+        self,
+        messages: Sequence[Message],
+        alerts: list[DecodedAlert],
+        origin: list[int],
+        out: BatchResult,
+    ) -> tuple[list[DecodedAlert], list[int]]:
+        """Reject the messages whose source would pass MAX_POINTS (an upper bound: held + sent)."""
+        sent: dict[SourceKey, int] = {}
+        for a in alerts:
+            key = (a.source_id, a.band)
+            sent[key] = sent.get(key, 0) + a.n
+        keys = list(sent)
+        worst = self.state.held(keys) + np.fromiter(sent.values(), np.int64, len(keys))
+        full = {k for k, w in zip(keys, worst.tolist(), strict=True) if w > MAX_POINTS}
+        if not full:
+            return alerts, origin
+        bad = {i for a, i in zip(alerts, origin, strict=True) if (a.source_id, a.band) in full}
+        now = self.clock_ms()
+        for i in sorted(bad):
+            msg = messages[i]
+            error = f"a source of this message would hold over {MAX_POINTS} points"
+            if self.strict:
+                raise self._fail(msg, error)
+            self._reject(out, msg, self.decoders[msg.topic].name, "too_large", error, now)
+        kept = [(a, i) for a, i in zip(alerts, origin, strict=True) if i not in bad]
+        return [a for a, _ in kept], [i for _, i in kept]
+
+    # ---------------------------------------------------------------- the batch
+
+    def process(self, messages: Sequence[Message], ingest_ms: int | None = None) -> BatchResult:
+        """Process one batch; raises only SchemaRegistryUnavailable (retry) or in strict mode."""
+        out = BatchResult()
+        served = out.model = self.model()
+        ingest = self.clock_ms() if ingest_ms is None else ingest_ms
+
+        t0 = time.perf_counter()
+        alerts, origin = self._decode(messages, out)
+        alerts, origin = self._check_capacity(messages, alerts, origin, out)
+        t1 = time.perf_counter()
+        out.decode_s = t1 - t0
+        out.alerts = len(alerts)
+        if not alerts:
+            return out
+
+        keys = [(a.source_id, a.band) for a in alerts]
+        parts: list[PartitionId] = [
+            (messages[i].topic, messages[i].partition) for i in origin
+        ]  # fmt: skip
+        sizes = np.fromiter((a.n for a in alerts), np.int64, len(alerts))
+        offsets = np.zeros(len(alerts) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        t = np.concatenate([a.t for a in alerts])
+        m = np.concatenate([a.m for a in alerts])
+        err = np.concatenate([a.err for a in alerts])
+        rows = self.state.update(keys, parts, t, m, err, offsets)
+        t2 = time.perf_counter()
+        out.update_s = t2 - t1
+
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        n_points = self.state.n_points(uniq)
+        ready = n_points >= served.min_points
+        probs = served.classifier.classify_counts(
+            self.state.counts(uniq[ready]), n_points[ready]
+        )  # one batched call: (n_ready, n_classes)
+        out.sources_classified = int(ready.sum())
+        t3 = time.perf_counter()
+        out.inference_s = t3 - t2
+
+        writer = self.writer(served)
+        slot = np.full(uniq.size, -1, dtype=np.int64)  # row of probs per unique source
+        slot[ready] = np.arange(int(ready.sum()))
+        blocks = [writer.probabilities(p)[0] for p in probs]
+        encode = writer.batch(ingest, self.clock_ms())
+        alert_slot = slot[inverse].tolist()
+        alert_points = n_points[inverse].tolist()
+        for a, i, s, n in zip(alerts, origin, alert_slot, alert_points, strict=True):
+            msg = messages[i]
+            if s < 0:
+                out.unclassified[msg.topic] += 1
+                continue
+            value = encode(
+                a.survey, a.source_id, a.alert_id, a.band, n, blocks[s], a.alert_time,
+                msg.timestamp_ms,
+            )  # fmt: skip
+            out.outputs.append((a.source_id.encode(), value))
+            out.output_alert_ts.append(msg.timestamp_ms)
+            out.output_topics.append(msg.topic)
+        out.encode_s = time.perf_counter() - t3
+        return out

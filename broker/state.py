@@ -1,0 +1,132 @@
+"""Per-source dmdt state behind a small interface, owned per input partition (pure, no Kafka).
+
+The broker keeps, for each (source_id, band), the distinct points seen so far and their dmdt
+counts (`dmdt.table.HistogramTable`). Which partition a source arrived on decides who owns it: the
+app drops the sources of a partition when the partition is revoked or lost, so this consumer holds
+exactly the state of the partitions it owns and memory stays bounded by them.
+
+`MemoryState` is the only implementation for now: nothing survives a restart, and a partition that
+comes back starts empty. The durable store (an embedded persistent store and a changelog topic)
+replaces it behind the same `SourceState` protocol: `update` / `counts` / `n_points` read and write
+rows, `flush` makes a partition's rows durable before its offsets are committed, `release` and
+`drop` forget partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from dmdt.grids import Grid
+from dmdt.table import HistogramTable
+
+PartitionId = tuple[str, int]  # (topic, partition); the same shape broker.kafka uses
+SourceKey = tuple[str, str]  # (source_id, band)
+
+
+class SourceState(Protocol):
+    """What the pipeline needs from a state store."""
+
+    grid: Grid
+
+    def __len__(self) -> int: ...
+
+    def update(
+        self,
+        keys: Sequence[SourceKey],
+        partitions: Sequence[PartitionId],
+        t: np.ndarray,
+        m: np.ndarray,
+        err: np.ndarray,
+        offsets: np.ndarray,
+    ) -> np.ndarray:
+        """Apply alert i's points to keys[i]; returns each alert's row."""
+        ...
+
+    def n_points(self, rows: np.ndarray) -> np.ndarray: ...
+
+    def counts(self, rows: np.ndarray) -> np.ndarray: ...
+
+    def held(self, keys: Sequence[SourceKey]) -> np.ndarray:
+        """Points held per key (0 for unknown keys), without creating rows."""
+        ...
+
+    def flush(self, partitions: Iterable[PartitionId]) -> None:
+        """Make these partitions' rows durable (before their offsets are committed)."""
+        ...
+
+    def release(self, partitions: Iterable[PartitionId]) -> int:
+        """Forget the sources of partitions no longer owned; returns how many were dropped."""
+        ...
+
+
+class MemoryState:
+    """`SourceState` in process memory: a HistogramTable plus which partition owns each row."""
+
+    def __init__(self, grid: Grid, rows: int = 4096, points: int = 1 << 20) -> None:
+        self.grid = grid
+        self.table = HistogramTable(grid, rows=rows, points=points)
+        self._owner: dict[Hashable, PartitionId] = {}
+        self._by_partition: dict[PartitionId, set[Hashable]] = {}
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def update(
+        self,
+        keys: Sequence[SourceKey],
+        partitions: Sequence[PartitionId],
+        t: np.ndarray,
+        m: np.ndarray,
+        err: np.ndarray,
+        offsets: np.ndarray,
+    ) -> np.ndarray:
+        """One batched `HistogramTable.update`; returns the row of each alert."""
+        self.table.update(keys, t, m, err, offsets)
+        for key, part in dict(zip(keys, partitions, strict=True)).items():
+            old = self._owner.get(key)
+            if old != part:
+                if old is not None:
+                    self._by_partition[old].discard(key)
+                self._owner[key] = part
+                self._by_partition.setdefault(part, set()).add(key)
+        return self.table.rows(keys, create=False)
+
+    def n_points(self, rows: np.ndarray) -> np.ndarray:
+        """Distinct points held per row."""
+        return self.table.n_points(rows)
+
+    def counts(self, rows: np.ndarray) -> np.ndarray:
+        """int32 ``(len(rows), n_dt, n_dm)`` counts."""
+        return self.table.counts(rows)
+
+    def held(self, keys: Sequence[SourceKey]) -> np.ndarray:
+        """Points held per key (0 for unknown keys)."""
+        rows = self.table.rows(keys, create=False)
+        out = np.zeros(rows.size, dtype=np.int64)
+        known = rows >= 0
+        out[known] = self.table.n_points(rows[known])
+        return out
+
+    def flush(self, partitions: Iterable[PartitionId]) -> None:
+        """Nothing to make durable in memory."""
+
+    def release(self, partitions: Iterable[PartitionId]) -> int:
+        """Drop the rows of these partitions (the table reclaims their slots when it needs room)."""
+        dropped = 0
+        for part in partitions:
+            for key in self._by_partition.pop(part, set()):
+                self._owner.pop(key, None)
+                self.table.drop(key)
+                dropped += 1
+        return dropped
+
+    def partitions(self) -> list[PartitionId]:
+        """Partitions that own at least one row."""
+        return [p for p, keys in self._by_partition.items() if keys]
+
+    def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A source's stored times, magnitudes and errors (copies; tests and tools)."""
+        return self.table.history(key)

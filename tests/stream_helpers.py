@@ -1,0 +1,65 @@
+"""Helpers of the streaming tests (pipeline, app, demo): small real models and CRTS replays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from broker.kafka import Record
+from broker.replay import ReplaySource, load_source, read_stream, replay_to_file
+from broker.replay_plan import select_sources
+from dmdt.artifact import LoadedModel, save_model
+from dmdt.grids import get_grid
+from dmdt.lightcurves import LightCurve
+from dmdt.nets import NetConfig, build_net
+
+CLASSES = ("EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV")
+
+
+def tiny_model(
+    path: Path, seed: int = 0, classes: Sequence[str] = CLASSES, min_points: int = 20
+) -> LoadedModel:
+    """A shallow CNN with seeded random weights, saved as a real model artifact."""
+    torch.manual_seed(seed)
+    grid = get_grid()
+    config = NetConfig("shallow", grid.shape, len(classes))
+    return save_model(
+        path,
+        build_net(config),
+        config,
+        grid,
+        classes,
+        preprocessing={"min_points": min_points},
+        training={"seed": seed},
+    )
+
+
+@cache
+def _crts() -> tuple[LightCurve, ...]:
+    return tuple(load_source("crts").items)  # type: ignore[arg-type]
+
+
+def crts_curves(n_sources: int, seed: int = 0) -> list[LightCurve]:
+    """The cleaned CRTS light curves a replay with limit_sources=n_sources, seed sends."""
+    return select_sources(_crts(), limit_sources=n_sources, seed=seed)  # type: ignore[return-value]
+
+
+def crts_records(
+    tmp_path: Path, n_sources: int, topic: str = "lc", history_days: float = 0.0, seed: int = 0
+) -> list[Record]:
+    """A CRTS replay (one alert per detection, time order) as consumed Records of one partition."""
+    out = tmp_path / f"crts-{n_sources}-{history_days}-{seed}.bin"
+    replay_to_file(
+        ReplaySource("crts", "crts", _crts(), "lightcurve"),
+        out,
+        limit_sources=n_sources,
+        history_days=history_days,
+        seed=seed,
+    )
+    return [
+        Record(topic, 0, i, r.key, r.value, 1_700_000_000_000 + i)
+        for i, r in enumerate(read_stream(out))
+    ]

@@ -1,0 +1,250 @@
+"""The pure per-batch pipeline (no Kafka): replayed CRTS alerts give the offline classification,
+bad input is dead-lettered without touching the state, redelivery changes nothing, the output
+writer matches fastavro byte for byte, and the model source reloads published models."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stream_helpers import CLASSES, crts_curves, crts_records, tiny_model
+
+from broker import pipeline as pipeline_module
+from broker.decode import DecodedAlert, make_decoder
+from broker.encode import (
+    Classification,
+    decode_classification,
+    decode_dead_letter,
+    encode_classification,
+    encode_lightcurve_alert,
+)
+from broker.kafka import Record
+from broker.models import ModelSource, ServedModel
+from broker.outputs import ClassificationWriter
+from broker.pipeline import Pipeline, StrictModeError
+from broker.state import MemoryState
+from dmdt import engine
+from dmdt.artifact import CURRENT_FILE, publish, save_model
+from dmdt.classify import Classifier
+from dmdt.grids import get_grid
+from dmdt.nets import NetConfig, build_net
+
+N_SOURCES = 6
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "m"
+    tiny_model(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+    return crts_records(tmp_path_factory.mktemp("replay"), N_SOURCES)
+
+
+def make_pipeline(model_dir: Path, strict: bool = False, min_points: int | None = None):
+    served = ServedModel.of(Classifier.from_checkpoint(model_dir, "cpu"), min_points)
+    state = MemoryState(served.classifier.grid)
+    decoders = {"lc": make_decoder("lightcurve"), "ztf": make_decoder("ztf")}
+    return Pipeline(decoders, state, lambda: served, strict=strict), state, served
+
+
+def run_batches(p: Pipeline, records: list[Record], size: int) -> list[Classification]:
+    out = []
+    for start in range(0, len(records), size):
+        result = p.process(records[start : start + size])
+        out += [decode_classification(v) for _, v in result.outputs]
+    return out
+
+
+def test_writer_matches_fastavro() -> None:
+    rng = np.random.default_rng(0)
+    w = ClassificationWriter("dmdt-shallow-mahabal2017", "20250101T000000Z-abc", "f" * 64, CLASSES)
+    for i, (source, stamp) in enumerate(
+        [("CSS_1", 1_700_000_000_123), ("ZTF18abcdefg", None), ("ŝource-ü", 0), ("x" * 300, 1)]
+    ):
+        probs = rng.dirichlet(np.ones(len(CLASSES))).astype(np.float32)
+        block, predicted = w.probabilities(probs)
+        c = Classification(
+            "dmdt-shallow-mahabal2017", "20250101T000000Z-abc", "f" * 64, "crts", source,
+            (1 << 62) + i, "V", 20 + 1000 * i, dict(zip(CLASSES, probs.tolist(), strict=True)),
+            53_000.25 + i, 1_700_000_000_000, 1_700_000_000_999, stamp,
+        )  # fmt: skip
+        expected = encode_classification(c)
+        assert predicted == c.predicted_class
+        args = ("crts", source, c.alert_id, "V", c.n_points, block, c.alert_time, stamp)
+        assert w.encode(*args, c.ingest_timestamp, c.publish_timestamp) == expected
+        assert w.batch(c.ingest_timestamp, c.publish_timestamp)(*args) == expected
+
+
+@pytest.mark.parametrize("batch", [41, 5000])
+def test_replayed_crts_equals_offline_classification(model_dir, records, batch) -> None:
+    p, state, served = make_pipeline(model_dir)
+    outputs = run_batches(p, records, batch)
+    curves = {lc.source_id: lc for lc in crts_curves(N_SOURCES)}
+    last: dict[str, Classification] = {}
+    seen: dict[str, list[int]] = defaultdict(list)
+    for c in outputs:
+        last[c.source_id] = c
+        seen[c.source_id].append(c.n_points)
+        assert (c.model_hash, c.classifier_version) == (served.content_hash, served.version)
+    assert set(last) == set(curves)
+    # a record per alert once the source holds min_points; n_points never decreases
+    for sid, lc in curves.items():
+        assert min(seen[sid]) >= served.min_points
+        assert len(lc) - served.min_points + 1 <= len(seen[sid]) <= len(lc)
+        assert seen[sid] == sorted(seen[sid])
+        assert seen[sid][-1] == len(lc)
+        np.testing.assert_array_equal(
+            state.counts(state.table.rows([(sid, "V")]))[0], engine.counts(lc.t, lc.m)
+        )
+    offline = served.classifier.classify_lightcurves(list(curves.values()))
+    for sid, probs in zip(offline.source_ids, offline.probabilities, strict=True):
+        stream = np.array([last[sid].probabilities[k] for k in CLASSES], dtype=np.float32)
+        np.testing.assert_array_equal(stream, probs)  # float32 -> double -> float32: exact
+        assert last[sid].predicted_class == CLASSES[int(np.argmax(probs))]
+
+
+def test_history_repeats_do_not_count_twice(model_dir, tmp_path) -> None:
+    repeated = crts_records(tmp_path, 3, history_days=30.0)
+    p, state, _ = make_pipeline(model_dir)
+    run_batches(p, repeated, 97)
+    for lc in crts_curves(3):
+        rows = state.table.rows([(lc.source_id, "V")])
+        assert state.n_points(rows)[0] == len(lc)
+        np.testing.assert_array_equal(state.counts(rows)[0], engine.counts(lc.t, lc.m))
+
+
+def _bad_messages() -> list[tuple[bytes | None, str]]:
+    nan_alert = DecodedAlert(
+        7, "CSS_bad", "crts", "V", None, None, 53_000.0,
+        np.array([53_000.0]), np.array([np.nan]), np.array([0.1]),
+    )  # fmt: skip
+    return [
+        (b"\x00garbage", "unknown_schema"),
+        (b"not even framed", "bad_magic"),
+        (None, "not_avro"),
+        (encode_lightcurve_alert(nan_alert), "invalid_value"),
+        (encode_lightcurve_alert(nan_alert)[:-3], "not_avro"),
+    ]
+
+
+def test_bad_messages_are_dead_lettered_and_the_rest_flows(model_dir, records) -> None:
+    clean_p, clean_state, _ = make_pipeline(model_dir)
+    reference = run_batches(clean_p, records[:800], 800)
+
+    bad = _bad_messages()
+    batch = list(records[:800])
+    for i, (value, _) in enumerate(bad):
+        batch.insert(100 * i + 50, Record("lc", 3, 10_000 + i, b"k", value, 123))
+    batch.append(Record("nowhere", 0, 5, None, b"\x00\x00\x00\x27\x74", None))
+    p, state, _ = make_pipeline(model_dir)
+    result = p.process(batch)
+    got = [decode_classification(v) for _, v in result.outputs]
+    assert [(c.source_id, c.n_points, c.probabilities) for c in got] == [
+        (c.source_id, c.n_points, c.probabilities) for c in reference
+    ]
+    letters = [decode_dead_letter(v) for _, v in result.dead_letters]
+    assert [d.reason for d in letters] == [r for _, r in bad] + ["processing_error"]
+    for d, (value, _) in zip(letters, bad, strict=False):
+        assert (d.raw, d.key, d.topic, d.partition, d.message_timestamp) == (
+            value, b"k", "lc", 3, 123,
+        )  # fmt: skip
+    assert [d.offset for d in letters[: len(bad)]] == [10_000 + i for i in range(len(bad))]
+    assert result.dead_reasons[("lc", "not_avro")] == 2
+    assert result.dead_reasons[("nowhere", "processing_error")] == 1
+    for key in clean_state.table.keys():
+        rows = state.table.rows([key], create=False)
+        np.testing.assert_array_equal(
+            state.counts(rows), clean_state.counts(clean_state.table.rows([key]))
+        )
+    assert ("CSS_bad", "V") not in state.table
+
+
+def test_strict_mode_raises(model_dir, records) -> None:
+    p, state, _ = make_pipeline(model_dir, strict=True)
+    batch = [*records[:10], Record("lc", 0, 99, None, b"junk", None)]
+    with pytest.raises(StrictModeError, match=r"lc\[0\]@99"):
+        p.process(batch)
+    assert len(state) == 0  # decoding fails before the state is touched
+
+
+def test_redelivered_batch_changes_nothing(model_dir, records) -> None:
+    p, state, _ = make_pipeline(model_dir)
+    first = p.process(records[:1500])
+    before = state.counts(np.arange(len(state))).copy()
+    again = p.process(records[:1500])
+    np.testing.assert_array_equal(state.counts(np.arange(len(state))), before)
+    strip = [decode_classification(v) for _, v in first.outputs]
+    strip2 = [decode_classification(v) for _, v in again.outputs]
+    assert [(c.alert_id, c.n_points, c.probabilities) for c in strip] == [
+        (c.alert_id, c.n_points, c.probabilities) for c in strip2
+    ]
+
+
+def test_min_points_and_capacity(model_dir, records, monkeypatch) -> None:
+    p, _, served = make_pipeline(model_dir)
+    result = p.process(records[:300])
+    assert served.min_points == 20
+    assert result.alerts == 300
+    assert sum(result.unclassified.values()) == 300 - len(result.outputs) > 0
+    monkeypatch.setattr(pipeline_module, "MAX_POINTS", 25)
+    result = p.process(records[300:2000])
+    letters = [decode_dead_letter(v) for _, v in result.dead_letters]
+    assert letters
+    assert {d.reason for d in letters} == {"too_large"}
+    assert all(c.n_points <= 25 for c in map(decode_classification, (v for _, v in result.outputs)))
+
+
+# ---------------------------------------------------------------- model source
+
+
+def _other_grid_model(path: Path) -> None:
+    grid = get_grid("mahabal2017-23dt")
+    config = NetConfig("shallow", grid.shape, len(CLASSES))
+    save_model(path, build_net(config), config, grid, CLASSES)
+
+
+def test_model_source_reloads_published_models(tmp_path) -> None:
+    registry = tmp_path / "registry"
+    a = publish(tiny_model(tmp_path / "a", seed=1).path, registry)
+    failures: list[Exception] = []
+    loads: list[str] = []
+    source = ModelSource(
+        registry,
+        "cpu",
+        check_interval_s=3600,
+        on_load=lambda s: loads.append(s.version),
+        on_failure=failures.append,
+    )
+    assert source.current.content_hash == a.content_hash
+    assert not source.maybe_reload()  # the interval has not passed
+    b = publish(tiny_model(tmp_path / "b", seed=2).path, registry)
+    assert source.maybe_reload(force=True)
+    assert source.current.content_hash == b.content_hash
+    assert not source.maybe_reload(force=True)  # nothing new
+
+    # a CURRENT naming a missing version: the old model stays, the failure is reported
+    (registry / CURRENT_FILE).write_text("19990101T000000Z-000000000000\n")
+    assert not source.maybe_reload(force=True)
+    assert source.current.content_hash == b.content_hash
+    assert len(failures) == 1
+
+    # a model on another grid is refused too
+    _other_grid_model(tmp_path / "g")
+    publish(tmp_path / "g", registry)
+    assert not source.maybe_reload(force=True)
+    assert "grid" in str(failures[-1])
+    assert source.current.content_hash == b.content_hash
+
+    # rolling back to a by re-publishing it
+    publish(a.path, registry)
+    os.utime(registry / CURRENT_FILE, ns=(1, 1))  # a stat change even within one clock tick
+    assert source.maybe_reload(force=True)
+    assert source.current.content_hash == a.content_hash
+    assert len(loads) == 3
