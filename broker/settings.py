@@ -74,9 +74,9 @@ class BrokerSettings(BaseSettings):
 
     model: str = "default"  # a model directory, a registry directory, or `default`
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    model_check_s: float = Field(1.0, gt=0)  # how often a registry's CURRENT is checked
-    min_points: int | None = Field(None, ge=2)  # None: the model's training min_points
-    torch_threads: int = Field(0, ge=0)  # intra-op threads for inference; 0: torch's default
+    model_check_s: float = Field(default=1.0, gt=0)  # how often a registry's CURRENT is checked
+    min_points: int | None = Field(default=None, ge=2)  # None: the model's training min_points
+    torch_threads: int = Field(default=0, ge=0)  # inference intra-op threads; 0: torch's default
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics

@@ -1,0 +1,302 @@
+"""The streaming broker's run loop: wires the Kafka adapter, the pipeline, the model and metrics.
+
+One loop, one thread: poll a batch -> `Pipeline.process` (decode, state, inference, encode) ->
+produce classifications and dead letters -> `deliver_then_store` -> next batch. Between batches
+the model source checks the registry. A stop request (SIGTERM, Ctrl-C, `App.stop`) is honoured
+between batches: the batch in hand is finished and delivered, its offsets stored and committed,
+then the consumer leaves the group.
+
+Partition ownership (`RebalanceHooks`): rebalances happen inside `poll_batch`, when no batch is
+in flight, so every batch before it is already delivered and stored. On revoke the state of the
+revoked partitions is flushed and dropped and the adapter commits; on lost it is dropped without
+committing (someone else owns those partitions now). The in-memory state keeps nothing of a
+partition it no longer owns: a partition that comes back starts empty, as it would on another
+consumer, until the durable store of a later issue restores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from broker.decode import SchemaRegistryUnavailable, make_decoder
+from broker.encode import now_ms
+from broker.health import Health, HealthServer, serve
+from broker.kafka import (
+    AlertConsumer,
+    AlertProducer,
+    PartitionId,
+    RebalanceHooks,
+    Record,
+    deliver_then_store,
+)
+from broker.metrics import BrokerMetrics
+from broker.models import ModelSource, ServedModel
+from broker.pipeline import BatchResult, Pipeline
+from broker.settings import BrokerSettings
+from broker.state import MemoryState, SourceState
+
+log = logging.getLogger(__name__)
+
+LAG_EVERY_S = 1.0  # consumer lag gauge refresh
+DELIVERY_TIMEOUT_S = 60.0
+OUTAGE_GIVE_UP_S = 60.0  # Schema Registry outage: retry a batch this long, then stop
+
+
+class DeliveryFailed(RuntimeError):
+    """A batch's outputs were not all acknowledged: its offsets were not stored; stop."""
+
+
+@dataclass
+class RunStats:
+    """Totals of one `App.run`."""
+
+    batches: int = 0
+    consumed: int = 0
+    alerts: int = 0
+    classified: int = 0
+    dead_lettered: int = 0
+    model_loads: int = 0
+
+
+BatchHook = Callable[[BatchResult, int], None]  # (result, delivered at, epoch ms)
+
+
+class App:
+    """The broker: `App(settings).run()` until `stop()`; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        state: SourceState | None = None,
+        models: ModelSource | None = None,
+        consumer_overrides: Mapping[str, Any] | None = None,
+        producer_overrides: Mapping[str, Any] | None = None,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = BrokerMetrics(self.registry)
+        self.health = Health()
+        self.owned: set[PartitionId] = set()
+        self.metrics_port: int | None = None  # the bound port once serving
+        self._hook_error: Exception | None = None
+        self.stats = RunStats()
+        self.on_batch = on_batch
+        self._stop = threading.Event()
+        self._consumer_overrides = consumer_overrides
+        self._producer_overrides = producer_overrides
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        self.models = models or ModelSource(
+            settings.model,
+            settings.device,
+            min_points=settings.min_points,
+            check_interval_s=settings.model_check_s,
+        )
+        self.models.on_load = self._model_loaded
+        self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
+        self._model_loaded(self.models.current)
+        self.state = state or MemoryState(self.models.current.classifier.grid)
+        decoders = {
+            topic: make_decoder(
+                name,
+                schema_registry_url=settings.schema_registry_url,
+                schema_dir=settings.schema_dir,
+            )
+            for topic, name in settings.input_topics.items()
+        }
+        self.pipeline = Pipeline(
+            decoders, self.state, lambda: self.models.current, strict=settings.strict
+        )
+
+    # ---------------------------------------------------------------- control
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit and leave (thread- and signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop.is_set()
+
+    def _model_loaded(self, served: ServedModel) -> None:
+        self.metrics.set_model(served.name, served.version, served.content_hash)
+        self.health.set_model(served.version)
+        self.stats.model_loads += 1
+
+    # ---------------------------------------------------------------- ownership
+
+    def _assigned(self, partitions: list[PartitionId]) -> None:
+        self.owned.update(partitions)
+        self.health.set_assigned(len(self.owned))
+        log.info("assigned %s", partitions)
+
+    def _revoked(self, partitions: list[PartitionId]) -> None:
+        # No batch is in flight here: every earlier batch was delivered and stored.
+        self.owned.difference_update(partitions)
+        self.health.set_assigned(len(self.owned))
+        self.state.flush(partitions)
+        dropped = self.state.release(partitions)
+        self.metrics.forget_partitions(partitions)
+        self.metrics.sources_held.set(len(self.state))
+        log.info("revoked %s: dropped %d sources", partitions, dropped)
+
+    def _lost(self, partitions: list[PartitionId]) -> None:
+        self.owned.difference_update(partitions)
+        self.health.set_assigned(len(self.owned))
+        dropped = self.state.release(partitions)  # not flushed, not committed
+        self.metrics.forget_partitions(partitions)
+        self.metrics.sources_held.set(len(self.state))
+        log.warning("lost %s: dropped %d sources", partitions, dropped)
+
+    def _guard(self, hook: Callable[[list[PartitionId]], None]) -> Callable[..., None]:
+        """A rebalance hook that never raises into librdkafka; the loop re-raises after poll."""
+
+        def guarded(partitions: list[PartitionId]) -> None:
+            try:
+                hook(partitions)
+            except Exception as exc:
+                log.exception("rebalance hook %s failed", hook.__name__)
+                self._hook_error = exc
+
+        return guarded
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self, serve_metrics: bool = True) -> RunStats:
+        """Consume until stopped; returns the totals. Raises DeliveryFailed / KafkaFatalError."""
+        s = self.settings
+        server: HealthServer | None = None
+        if serve_metrics and s.metrics_port:
+            server = serve(self.health, self.registry, s.metrics_host, s.metrics_port)
+            self.metrics_port = server.port
+            log.info("metrics and probes on http://%s:%d/", server.host, server.port)
+        hooks = RebalanceHooks(
+            self._guard(self._assigned), self._guard(self._revoked), self._guard(self._lost)
+        )
+        consumer = AlertConsumer(s, hooks=hooks, overrides=self._consumer_overrides)
+        producer = AlertProducer(s, overrides=self._producer_overrides)
+        try:
+            consumer.subscribe(list(s.input_topics))
+            next_lag = 0.0
+            while not self._stop.is_set():
+                self.health.beat()
+                self.models.maybe_reload()
+                records = consumer.poll_batch(s.batch_size, s.batch_wait_ms / 1000)
+                if self._hook_error is not None:
+                    raise self._hook_error
+                if time.monotonic() >= next_lag:
+                    self.metrics.set_lag(consumer.lag())
+                    next_lag = time.monotonic() + LAG_EVERY_S
+                if records:
+                    self._batch(records, consumer, producer)
+            # Drain: the last batch is delivered and stored; commit it before leaving.
+            try:
+                consumer.commit()
+            except Exception as exc:  # redelivery after a restart, never loss
+                log.warning("final commit failed: %s", exc)
+        except BaseException as exc:
+            self.health.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            try:
+                producer.close(timeout_s=DELIVERY_TIMEOUT_S)
+            finally:
+                consumer.close()  # leaves the group (revoke hook, then stored offsets commit)
+                if server is not None:
+                    server.close()
+        return self.stats
+
+    def _process(self, records: list[Record]) -> BatchResult:
+        """The pipeline, retrying a Schema Registry outage (nothing changed state yet)."""
+        ingest = now_ms()
+        delay, deadline = 0.5, time.monotonic() + OUTAGE_GIVE_UP_S
+        while True:
+            try:
+                return self.pipeline.process(records, ingest)
+            except SchemaRegistryUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("schema registry unavailable, retrying in %.1f s: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(2 * delay, 8.0)
+
+    def _batch(
+        self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
+    ) -> None:
+        s, m = self.settings, self.metrics
+        result = self._process(records)
+        for key, value in result.outputs:
+            producer.produce(s.output_topic, value, key=key)
+        for dl_key, dl_value in result.dead_letters:
+            producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
+        # At-least-once: input offsets are stored only after every output of this batch (and of
+        # all before it) is acknowledged; on failure nothing is stored and the loop stops, so a
+        # restart redelivers the batch (the state skips points it already holds).
+        if not deliver_then_store(producer, consumer, records, DELIVERY_TIMEOUT_S):
+            failures = producer.take_failures()
+            for _ in failures:
+                m.publish_failures.labels(topic=s.output_topic).inc()
+            raise DeliveryFailed(
+                f"batch of {len(records)} messages: outputs not acknowledged "
+                f"({failures[0].error if failures else 'timeout'}); offsets not stored"
+            )
+        delivered = now_ms()
+        self._observe(result, delivered, len(records))
+        if self.on_batch is not None:
+            self.on_batch(result, delivered)
+
+    def _observe(self, r: BatchResult, delivered: int, n_records: int) -> None:
+        m, st = self.metrics, self.stats
+        for topic, n in r.consumed.items():
+            m.alerts_consumed.labels(topic=topic).inc(n)
+        classified: dict[str, int] = {}
+        for topic in r.output_topics:
+            classified[topic] = classified.get(topic, 0) + 1
+        for topic, n in classified.items():
+            m.alerts_classified.labels(topic=topic).inc(n)
+        for topic, n in r.unclassified.items():
+            m.alerts_unclassified.labels(topic=topic).inc(n)
+        for (topic, reason), n in r.dead_reasons.items():
+            m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+        m.batch_size.observe(n_records)
+        m.decode_seconds.observe(r.decode_s)
+        m.update_seconds.observe(r.update_s)
+        m.inference_seconds.observe(r.inference_s)
+        e2e = m.end_to_end_seconds
+        for ts in r.output_alert_ts:
+            if ts is not None:
+                e2e.observe(max(delivered - ts, 0) / 1000)
+        m.sources_held.set(len(self.state))
+        st.batches += 1
+        st.consumed += n_records
+        st.alerts += r.alerts
+        st.classified += len(r.outputs)
+        st.dead_lettered += len(r.dead_letters)
+
+
+def run_in_thread(app: App, serve_metrics: bool = False) -> tuple[threading.Thread, list[Any]]:
+    """Start `app.run` in a daemon thread; the list receives its RunStats or exception."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(app.run(serve_metrics=serve_metrics))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name="dmdt-broker", daemon=True)
+    thread.start()
+    return thread, outcome

