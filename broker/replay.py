@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400.0
 STREAM_MAGIC = b"DMDTRPL1"
 _RECORD = struct.Struct(">IId")  # key length, value length, sim_time (MJD)
+DELIVERY_TIMEOUT_MS = 60_000  # librdkafka message.timeout.ms for the replay's producer
 _POLL_EVERY = 1000  # produce calls between serving delivery callbacks
 _BAR_EVERY = 4096  # alerts between progress-bar updates
 
@@ -340,11 +341,17 @@ def replay_to_topic(
     if partitions is not None:
         create_topics(settings, {topic: partitions})
         wait_for_topics(settings, [topic])
-    producer = AlertProducer(settings, overrides=producer_overrides)
+    # A message not acknowledged within this time fails (and is reported) rather than holding
+    # close() for librdkafka's default of 5 minutes (AlertProducer.close flushes without limit).
+    overrides = dict(producer_overrides or {})
+    if "message.timeout.ms" not in settings.kafka_extra:
+        overrides.setdefault("message.timeout.ms", DELIVERY_TIMEOUT_MS)
+    timeout_s = float(overrides.get("message.timeout.ms", DELIVERY_TIMEOUT_MS)) / 1000
+    producer = AlertProducer(settings, overrides=overrides)
     try:
         return run_replay(
             plan,
-            KafkaSink(producer, topic),
+            KafkaSink(producer, topic, flush_timeout_s=timeout_s + 5),
             speedup=speedup,
             progress=progress,
             schema_dir=settings.schema_dir,

@@ -365,6 +365,23 @@ def test_cli_replay_to_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["replay", str(TEST_DATA / "ptf"), "--dry-run", "--classes", "RRab"]) == 2
 
 
+def test_undelivered_messages_fail_the_replay_without_hanging() -> None:
+    from broker.replay import ReplayDeliveryError
+    from broker.testing import free_port
+
+    nobody = BrokerSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    start = time.monotonic()
+    with pytest.raises(ReplayDeliveryError, match="failed"):
+        replay_to_topic(
+            nobody,
+            load_source(TEST_DATA / "crts"),
+            "lost",
+            limit_sources=1,
+            producer_overrides={"message.timeout.ms": 1000},
+        )
+    assert time.monotonic() - start < 15
+
+
 # ---------------------------------------------------------------- end to end, real broker
 
 
