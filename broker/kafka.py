@@ -335,8 +335,15 @@ class AlertProducer:
         return failures
 
     def close(self, timeout_s: float = 30.0) -> int:
-        """Flush for up to timeout_s, then release the client; returns messages left undelivered."""
+        """Flush for up to timeout_s, then release the client; returns messages left undelivered.
+
+        Messages still in flight after the timeout are purged first: librdkafka's own close
+        would otherwise wait for them up to ``message.timeout.ms`` (5 minutes by default).
+        """
         remaining = int(self._producer.flush(timeout_s))
+        if remaining:
+            self._producer.purge()
+            self._producer.flush(0)
         self._producer.close()
         return remaining
 

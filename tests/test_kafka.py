@@ -247,3 +247,17 @@ def test_mock_cluster_broker_down_and_back() -> None:
         assert producer.flush(20) == 0
         assert producer.take_failures() == []
         producer.close()
+
+
+def test_producer_close_gives_up_after_its_timeout_on_an_unreachable_cluster():
+    """librdkafka's own close waits up to message.timeout.ms (5 min) for undelivered messages."""
+    import time
+
+    from broker.kafka import AlertProducer
+    from broker.settings import BrokerSettings
+
+    producer = AlertProducer(BrokerSettings(bootstrap_servers="127.0.0.1:1"))
+    producer.produce("nowhere", b"value", key=b"key")
+    t0 = time.monotonic()
+    assert producer.close(timeout_s=0.5) == 1
+    assert time.monotonic() - t0 < 5.0
