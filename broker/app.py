@@ -98,16 +98,22 @@ class App:
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        self.models = models or ModelSource(
-            settings.model,
-            settings.device,
-            min_points=settings.min_points,
-            check_interval_s=settings.model_check_s,
+        self.models = (
+            models
+            if models is not None
+            else ModelSource(
+                settings.model,
+                settings.device,
+                min_points=settings.min_points,
+                check_interval_s=settings.model_check_s,
+            )
         )
         self.models.on_load = self._model_loaded
         self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
         self._model_loaded(self.models.current)
-        self.state = state or MemoryState(self.models.current.classifier.grid)
+        self.state: SourceState = (
+            state if state is not None else MemoryState(self.models.current.classifier.grid)
+        )
         decoders = {
             topic: make_decoder(
                 name,

@@ -26,6 +26,7 @@ import multiprocessing as mp
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -289,7 +290,7 @@ def run_demo(
 
         bar = Progress(stream, progress)
         replay: dict[str, Any] | None = None
-        last_t, last_n = time.monotonic(), 0
+        window: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         try:
             while True:
                 if replay is None and not queue.empty():
@@ -303,8 +304,10 @@ def run_demo(
                     raise RuntimeError(f"replay process exited with code {child.exitcode}")
                 st = app.stats
                 now = time.monotonic()
-                rate = (st.consumed - last_n) / max(now - last_t, 1e-9)
-                last_t, last_n = now, st.consumed
+                window.append((now, st.consumed))
+                while now - window[0][0] > 5.0 and len(window) > 2:
+                    window.popleft()  # the rate over the last 5 s: batches arrive in steps
+                rate = (st.consumed - window[0][1]) / max(now - window[0][0], 1e-9)
                 lat = percentiles(latencies.recent())
                 bar.show(
                     f"  {st.consumed:>10,} / {expected:,} consumed  {st.classified:>10,} "
