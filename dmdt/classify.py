@@ -76,6 +76,13 @@ class Predictions:
         return [self.classes[i] for i in self.probabilities.argmax(axis=1)]
 
 
+# On CPU the nets run channels-last, in chunks that stay in cache: 2-3x faster than NCHW for the
+# shallow net (docs/streaming.md). A result does not depend on how a batch is chunked, so the
+# broker's small batches and `dmdt-train predict`'s large ones give the same numbers.
+CPU_CHUNK = 256
+GPU_CHUNK = 4096
+
+
 class Classifier:
     """A loaded model plus its grid and class names: counts in, probabilities out."""
 
@@ -84,7 +91,10 @@ class Classifier:
         self.grid: Grid = model.grid
         self.classes: tuple[str, ...] = model.classes
         self.device = resolve_device(device)
-        self.net = model.net.to(self.device).eval()
+        cpu = self.device.type == "cpu"
+        self._layout = torch.channels_last if cpu else torch.contiguous_format
+        self._chunk = CPU_CHUNK if cpu else GPU_CHUNK
+        self.net = model.net.to(self.device).to(memory_format=self._layout).eval()
 
     @classmethod
     def from_checkpoint(
@@ -115,14 +125,19 @@ class Classifier:
             raise ValueError(f"{arr.shape[0]} count arrays but {n.size} point numbers")
         return images_to_batch(normalize(arr, n))  # (batch, 1, n_dt, n_dm)
 
-    def predict(self, batch: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    def predict(self, batch: torch.Tensor, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities ``(batch, n_classes)`` float32 of a preprocessed batch."""
         if batch.ndim != 4 or tuple(batch.shape[1:]) != (1, *self.grid.shape):
             raise ValueError(f"expected (batch, 1, {self.grid.shape}), got {tuple(batch.shape)}")
+        size = batch_size or self._chunk
         out = []
         with deterministic(), torch.inference_mode():
-            for start in range(0, batch.shape[0], batch_size):
-                chunk = batch[start : start + batch_size].to(self.device)  # (b, 1, n_dt, n_dm)
+            for start in range(0, batch.shape[0], size):
+                chunk = (
+                    batch[start : start + size]
+                    .to(self.device)
+                    .contiguous(memory_format=self._layout)
+                )  # (b, 1, n_dt, n_dm)
                 logits = self.net(chunk)  # (b, n_classes)
                 out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         if not out:
