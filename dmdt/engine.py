@@ -54,8 +54,8 @@ def _light_curve(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return t, m
 
 
-def _grid_args(grid: Grid) -> tuple[object, ...]:
-    """The grid as the kernels take it: edges, dm lookup table, dm lattice."""
+def kernel_grid(grid: Grid) -> tuple[object, ...]:
+    """The grid as the kernels take it, one tuple: edges, dm lookup table, dm lattice."""
     return (grid.dt_edges, grid.dm_edges, *grid.dm_table, *grid.dm_lattice)
 
 
@@ -64,7 +64,7 @@ def counts(t: ArrayLike, m: ArrayLike, grid: str | Grid | None = None) -> np.nda
     g = get_grid(grid)
     t, m = _light_curve(t, m)
     out = np.zeros(g.shape, dtype=np.int32)
-    kernels.counts_sorted(t, m, *_grid_args(g), out)
+    kernels.counts_sorted(t, m, kernel_grid(g), out)
     return out
 
 
@@ -82,7 +82,7 @@ def counts_many(
     m_all = np.concatenate([p[1] for p in pairs]) if pairs else np.empty(0)
     out = np.zeros((len(pairs), *g.shape), dtype=np.int32)
     with _threads(n_threads):
-        kernels.counts_batch(t_all, m_all, offsets, *_grid_args(g), out)
+        kernels.counts_batch(t_all, m_all, offsets, kernel_grid(g), out)
     return out
 
 
@@ -198,7 +198,7 @@ def update_many(
             np.concatenate(new_m),
             np.concatenate(new_e),
             noff,
-            *_grid_args(g),
+            kernel_grid(g),
             counts_arr,
             ot,
             om,

@@ -45,30 +45,14 @@ def _accept(ht, nt, nm, ne):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _add_pairs(
-    ht,
-    hm,
-    hm_pad,
-    at,
-    am,
-    na,
-    dt_edges,
-    dm_edges,
-    table,
-    lo,
-    inv_h,
-    cell_bin,
-    cell_lo,
-    cell_inv_h,
-    counts,
-):  # type: ignore[no-untyped-def]
+def _add_pairs(ht, hm, hm_pad, at, am, na, g, counts):  # type: ignore[no-untyped-def]
     """Add the pairs of each accepted point with the history, and among the accepted points.
 
     ``hm_pad`` is ``hm`` followed by at least ``_PAD`` finite values (read, never used).
     """
     n = ht.size
-    dt_hi = dt_edges[-1]
-    n_cells = cell_bin.size
+    dt_hi = g[0][-1]
+    n_cells = g[5].size
     if n_cells > 0 and n > 0 and na > 0:
         cell = np.empty(n + _PAD, dtype=np.int32)
         flag = np.empty(n + _PAD, dtype=np.int32)
@@ -81,53 +65,10 @@ def _add_pairs(
             if 0 <= first < n and sign * (ht[first] - tp) < dt_hi:
                 last = _row_end(tp, ht, first, sign, dt_hi)
                 if n_cells > 0:
-                    _row_lattice(
-                        tp,
-                        mp,
-                        ht,
-                        hm,
-                        hm_pad,
-                        first,
-                        last,
-                        sign,
-                        dt_edges,
-                        dm_edges,
-                        cell_bin,
-                        cell_lo,
-                        cell_inv_h,
-                        counts,
-                        cell,
-                        flag,
-                    )
+                    _row_lattice(tp, mp, ht, hm, hm_pad, first, last, sign, g, counts, cell, flag)
                 else:
-                    _row_table(
-                        tp,
-                        mp,
-                        ht,
-                        hm,
-                        first,
-                        last,
-                        sign,
-                        dt_edges,
-                        dm_edges,
-                        table,
-                        lo,
-                        inv_h,
-                        counts,
-                    )
-    counts_sorted(
-        at[:na],
-        am[:na],
-        dt_edges,
-        dm_edges,
-        table,
-        lo,
-        inv_h,
-        cell_bin,
-        cell_lo,
-        cell_inv_h,
-        counts,
-    )
+                    _row_table(tp, mp, ht, hm, first, last, sign, g, counts)
+    counts_sorted(at[:na], am[:na], g, counts)
 
 
 @njit(cache=True, nogil=True)
@@ -151,28 +92,7 @@ def _merge_back(ot, om, oe, n, at, am, ae, na):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def update_copy(
-    ht,
-    hm,
-    he,
-    hoff,
-    nt,
-    nm,
-    ne,
-    noff,
-    dt_edges,
-    dm_edges,
-    table,
-    lo,
-    inv_h,
-    cell_bin,
-    cell_lo,
-    cell_inv_h,
-    counts,
-    ot,
-    om,
-    oe,
-):  # type: ignore[no-untyped-def]
+def update_copy(ht, hm, he, hoff, nt, nm, ne, noff, g, counts, ot, om, oe):  # type: ignore[no-untyped-def]
     """Sources given as concatenated slices (history ``hoff``, new points ``noff``); merged
     histories go to ``o*`` at ``hoff[i] + noff[i]``. ``counts[i]`` updated in place.
     Returns the merged lengths."""
@@ -186,23 +106,7 @@ def update_copy(
         at, am, ae, na = _accept(ht[a:b], nt[c:d], nm[c:d], ne[c:d])
         hm_pad = np.zeros(n + _PAD)
         hm_pad[:n] = hm[a:b]
-        _add_pairs(
-            ht[a:b],
-            hm[a:b],
-            hm_pad,
-            at,
-            am,
-            na,
-            dt_edges,
-            dm_edges,
-            table,
-            lo,
-            inv_h,
-            cell_bin,
-            cell_lo,
-            cell_inv_h,
-            counts[i],
-        )
+        _add_pairs(ht[a:b], hm[a:b], hm_pad, at, am, na, g, counts[i])
         ot[o : o + n] = ht[a:b]
         om[o : o + n] = hm[a:b]
         oe[o : o + n] = he[a:b]
@@ -212,27 +116,7 @@ def update_copy(
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def update_slots(
-    t,
-    m,
-    e,
-    off,
-    length,
-    rows,
-    nt,
-    nm,
-    ne,
-    noff,
-    dt_edges,
-    dm_edges,
-    table,
-    lo,
-    inv_h,
-    cell_bin,
-    cell_lo,
-    cell_inv_h,
-    counts,
-):  # type: ignore[no-untyped-def]
+def update_slots(t, m, e, off, length, rows, nt, nm, ne, noff, g, counts):  # type: ignore[no-untyped-def]
     """Arena layout: row r holds ``t[off[r] : off[r] + length[r]]`` with room for the new points
     and ``_PAD`` readable values after its capacity. Batch entry i updates row ``rows[i]``
     (distinct rows) with new points ``noff[i]:noff[i+1]``. Returns points added per entry."""
@@ -245,23 +129,7 @@ def update_slots(
         at, am, ae, na = _accept(t[o : o + n], nt[c:d], nm[c:d], ne[c:d])
         if na == 0:
             continue
-        _add_pairs(
-            t[o : o + n],
-            m[o : o + n],
-            m[o : o + n + _PAD],
-            at,
-            am,
-            na,
-            dt_edges,
-            dm_edges,
-            table,
-            lo,
-            inv_h,
-            cell_bin,
-            cell_lo,
-            cell_inv_h,
-            counts[r],
-        )
+        _add_pairs(t[o : o + n], m[o : o + n], m[o : o + n + _PAD], at, am, na, g, counts[r])
         _merge_back(t[o:], m[o:], e[o:], n, at, am, ae, na)
         length[r] = n + na
         added[i] = na

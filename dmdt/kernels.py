@@ -1,8 +1,10 @@
 """Numba kernels for dmdt histograms: arrays in, arrays out.
 
 Callers (``dmdt.engine``) validate and sort; these functions trust their inputs:
-``t`` ascending float64 (distinct where stated), ``m`` float64 of the same length, edges strictly
-increasing, ``out`` int32 ``(n_dt, n_dm)`` accumulated in place.
+``t`` ascending float64 (distinct where stated), ``m`` float64 of the same length, ``out`` int32
+``(n_dt, n_dm)`` accumulated in place, and ``g``, the grid as one tuple
+``(dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h)`` built by
+``dmdt.engine.kernel_grid`` (edges, the dm lookup table, the dm lattice).
 
 Every pair is binned along one "row": a point p and a run of points whose |dt| from p grows
 along the run (later points walking forward, earlier points walking backward), so
@@ -56,26 +58,10 @@ def _cells(m, a, z, mi, sign, lo, inv_h, upper, cell, flag):  # type: ignore[no-
 
 
 @njit(cache=True, nogil=True)
-def _row_lattice(
-    ti,
-    mi,
-    t,
-    m,
-    mpad,
-    first,
-    last,
-    sign,
-    dt_edges,
-    dm_edges,
-    cell_bin,
-    cell_lo,
-    inv_h,
-    out,
-    cell,
-    flag,
-):  # type: ignore[no-untyped-def]
+def _row_lattice(ti, mi, t, m, mpad, first, last, sign, g, out, cell, flag):  # type: ignore[no-untyped-def]
     """Pairs of (ti, mi) with points first, first+sign, ..., last (inclusive) along a row,
     added straight into ``out`` (the incremental path: one short row per new point)."""
+    dt_edges, dm_edges, _, _, _, cell_bin, cell_lo, inv_h = g
     if sign > 0:
         a, z = first, last + 1
     else:
@@ -137,8 +123,9 @@ def _dm_bin(dm, dm_edges, table, lo, inv_h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _row_table(ti, mi, t, m, first, last, sign, dt_edges, dm_edges, table, lo, inv_h, out):  # type: ignore[no-untyped-def]
+def _row_table(ti, mi, t, m, first, last, sign, g, out):  # type: ignore[no-untyped-def]
     """Generic-grid version of :func:`_row_lattice`."""
+    dt_edges, dm_edges, table, lo, inv_h, _, _, _ = g
     dt_lo = dt_edges[0]
     dm_lo = dm_edges[0]
     dm_hi = dm_edges[-1]
@@ -189,8 +176,9 @@ def _padded(m):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out):  # type: ignore[no-untyped-def]
+def counts_sorted(t, m, g, out):  # type: ignore[no-untyped-def]
     """Accumulate every pair i < j of a time-sorted light curve into ``out``."""
+    dt_edges, dm_edges, _, _, _, cell_bin, cell_lo, cell_inv_h = g
     n = t.size
     if n < 2:
         return
@@ -200,9 +188,7 @@ def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo,
         for i in range(n - 1):
             if t[i + 1] - t[i] < dt_hi:
                 last = _row_end(t[i], t, i + 1, 1, dt_hi)
-                _row_table(
-                    t[i], m[i], t, m, i + 1, last, 1, dt_edges, dm_edges, table, lo, inv_h, out
-                )
+                _row_table(t[i], m[i], t, m, i + 1, last, 1, g, out)
         return
     # The forward rows of the lattice path, written out: the hot loop of the whole package.
     # Pairs shorter than dt_edges[split] (same-night pairs) walk the dt bin with a branch; for
@@ -273,26 +259,12 @@ def counts_sorted(t, m, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo,
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def counts_batch(
-    t, m, offsets, dt_edges, dm_edges, table, lo, inv_h, cell_bin, cell_lo, cell_inv_h, out
-):  # type: ignore[no-untyped-def]
+def counts_batch(t, m, offsets, g, out):  # type: ignore[no-untyped-def]
     """Light curve i is ``t[offsets[i]:offsets[i+1]]``; accumulates into ``out[i]``."""
     for i in prange(offsets.size - 1):
         a = offsets[i]
         b = offsets[i + 1]
-        counts_sorted(
-            t[a:b],
-            m[a:b],
-            dt_edges,
-            dm_edges,
-            table,
-            lo,
-            inv_h,
-            cell_bin,
-            cell_lo,
-            cell_inv_h,
-            out[i],
-        )
+        counts_sorted(t[a:b], m[a:b], g, out[i])
 
 
 @njit(cache=True, nogil=True)

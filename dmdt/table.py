@@ -17,7 +17,7 @@ from collections.abc import Hashable, Iterable, Sequence
 import numpy as np
 
 from dmdt import incremental
-from dmdt.engine import MAX_POINTS, _grid_args
+from dmdt.engine import MAX_POINTS, _threads, kernel_grid
 from dmdt.grids import Grid, get_grid
 from dmdt.kernels import _PAD
 
@@ -29,7 +29,7 @@ class HistogramTable:
 
     def __init__(self, grid: str | Grid | None = None, rows: int = 1024, points: int = 1 << 16):
         self.grid = get_grid(grid)
-        self._args = _grid_args(self.grid)
+        self._kgrid = kernel_grid(self.grid)
         self._index: dict[Hashable, int] = {}
         self._keys: list[Hashable | None] = []
         self._free: list[int] = []
@@ -173,12 +173,10 @@ class HistogramTable:
         self._reserve(uniq, self._len[uniq] + sizes_u)
         noff = np.zeros(uniq.size + 1, dtype=np.int64)
         np.cumsum(sizes_u, out=noff[1:])
-        from dmdt.engine import _threads
-
         with _threads(n_threads):
             added_u = incremental.update_slots(
                 self._t, self._m, self._e, self._off, self._len, uniq, t, m, err, noff,
-                *self._args, self._counts,
+                self._kgrid, self._counts,
             )  # fmt: skip
         if order is None:
             return added_u
