@@ -9,9 +9,14 @@ then the consumer leaves the group.
 Partition ownership (`RebalanceHooks`): rebalances happen inside `poll_batch`, when no batch is
 in flight, so every batch before it is already delivered and stored. On revoke the state of the
 revoked partitions is flushed and dropped and the adapter commits; on lost it is dropped without
-committing (someone else owns those partitions now). The in-memory state keeps nothing of a
-partition it no longer owns: a partition that comes back starts empty, as it would on another
-consumer, until the durable store of a later issue restores it.
+committing (someone else owns those partitions now). With the durable state (broker.durable, the
+default) a newly assigned partition stays paused until its state is restored from its changelog,
+in bounded steps between polls, so the other partitions keep flowing meanwhile.
+
+Back-pressure (broker.backpressure): inference runs in a worker thread; a batch that waits longer
+than a second (slow model, full output queue, slow acknowledgements) pauses fetching and keeps
+serving the group. A rebalance during such a wait drops the revoked partitions' part of the batch
+unflushed and unstored, like a lost partition: their new owner redoes it.
 """
 
 from __future__ import annotations
@@ -25,13 +30,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from broker.backpressure import Backpressure
+from broker.changelog import Changelog, ChangelogError, ensure_changelogs
 from broker.decode import SchemaRegistryUnavailable, make_decoder
+from broker.durable import DurableState, open_state
 from broker.encode import now_ms
 from broker.health import Health, HealthServer, serve
 from broker.kafka import (
     AlertConsumer,
     AlertProducer,
     PartitionId,
+    PartitionReader,
     RebalanceHooks,
     Record,
     deliver_then_store,
@@ -40,13 +49,16 @@ from broker.metrics import BrokerMetrics
 from broker.models import ModelSource, ServedModel
 from broker.pipeline import BatchResult, Pipeline
 from broker.settings import BrokerSettings
-from broker.state import MemoryState, SourceState
+from broker.state import SourceState
+from broker.store import StateStoreError
 
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 1.0  # consumer lag gauge refresh
 DELIVERY_TIMEOUT_S = 60.0
 OUTAGE_GIVE_UP_S = 60.0  # Schema Registry outage: retry a batch this long, then stop
+PAUSE_AFTER_S = 1.0  # a batch waiting this long pauses fetching (back-pressure)
+RESTORE_STEP_S = 0.5  # state restore work between two polls
 
 
 class DeliveryFailed(RuntimeError):
@@ -111,9 +123,12 @@ class App:
         self.models.on_load = self._model_loaded
         self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
         self._model_loaded(self.models.current)
-        self.state: SourceState = (
-            state if state is not None else MemoryState(self.models.current.classifier.grid)
-        )
+        grid = self.models.current.classifier.grid
+        self.state: SourceState = state if state is not None else open_state(settings, grid)
+        if isinstance(self.state, DurableState):
+            rows = self.metrics.state_rows
+            self.state.on_event = lambda event, n: rows.labels(event=event).inc(n)
+        self.flow = Backpressure(PAUSE_AFTER_S, on_pause=self.metrics.fetch_pauses.inc)
         decoders = {
             topic: make_decoder(
                 name,
@@ -147,19 +162,29 @@ class App:
     def _assigned(self, partitions: list[PartitionId]) -> None:
         self.owned.update(partitions)
         self.health.set_assigned(len(self.owned))
+        self.state.assign(partitions)
+        restoring = self.state.restoring() & set(partitions)
+        if restoring and self.flow.consumer is not None:
+            self.flow.consumer.pause(restoring)  # fetched once their state is restored
+        self.metrics.partitions_restoring.set(len(self.state.restoring()))
         log.info("assigned %s", partitions)
 
     def _revoked(self, partitions: list[PartitionId]) -> None:
-        # No batch is in flight here: every earlier batch was delivered and stored.
+        # Between batches every earlier batch was delivered and stored: flush, then forget. In a
+        # back-pressure wait (a batch in flight) the batch's rows of these partitions are dropped
+        # unflushed and their offsets are not stored: the new owner redoes them.
+        self.flow.settle()
         self.owned.difference_update(partitions)
         self.health.set_assigned(len(self.owned))
-        self.state.flush(partitions)
+        if not self.flow.in_batch:
+            self.state.flush(partitions)
         dropped = self.state.release(partitions)
         self.metrics.forget_partitions(partitions)
         self.metrics.sources_held.set(len(self.state))
         log.info("revoked %s: dropped %d sources", partitions, dropped)
 
     def _lost(self, partitions: list[PartitionId]) -> None:
+        self.flow.settle()
         self.owned.difference_update(partitions)
         self.health.set_assigned(len(self.owned))
         dropped = self.state.release(partitions)  # not flushed, not committed
@@ -194,13 +219,27 @@ class App:
         )
         consumer = AlertConsumer(s, hooks=hooks, overrides=self._consumer_overrides)
         producer = AlertProducer(s, overrides=self._producer_overrides)
+        self.flow.consumer, producer.on_full = consumer, self.flow.idle
+        reader: PartitionReader | None = None
         try:
+            if isinstance(self.state, DurableState) and s.state_changelog:
+                topics = self._changelogs()
+                if topics is None:  # stopped while waiting for the input topics
+                    return self.stats
+                reader = PartitionReader(s, overrides=self._consumer_overrides)
+                self.state.changelog = Changelog(topics, producer, reader)
+                self.state.changelog.idle = self.flow.idle
             consumer.subscribe(list(s.input_topics))
             next_lag = 0.0
             while not self._stop.is_set():
                 self.health.beat()
                 self.models.maybe_reload()
-                records = consumer.poll_batch(s.batch_size, s.batch_wait_ms / 1000)
+                wait_s = s.batch_wait_ms / 1000
+                if self.state.restoring():
+                    consumer.resume(self.state.restore_step(RESTORE_STEP_S))
+                    self.metrics.partitions_restoring.set(len(self.state.restoring()))
+                    wait_s = 0.0 if self.state.restoring() else wait_s
+                records = consumer.poll_batch(s.batch_size, wait_s)
                 if self._hook_error is not None:
                     raise self._hook_error
                 if time.monotonic() >= next_lag:
@@ -218,12 +257,27 @@ class App:
             raise
         finally:
             try:
-                producer.close(timeout_s=DELIVERY_TIMEOUT_S)
-            finally:
                 consumer.close()  # leaves the group (revoke hook, then stored offsets commit)
+            finally:
+                producer.close(timeout_s=DELIVERY_TIMEOUT_S)
+                self.flow.close()
+                self.state.close()
+                if reader is not None:
+                    reader.close()
                 if server is not None:
                     server.close()
         return self.stats
+
+    def _changelogs(self) -> dict[str, str] | None:
+        """The changelog topics (created if missing), once the input topics exist; None if
+        stopped first."""
+        while not self._stop.is_set():
+            self.health.beat()
+            try:
+                return ensure_changelogs(self.settings, timeout_s=5.0)
+            except TimeoutError as exc:
+                log.warning("waiting for the input topics: %s", exc)
+        return None
 
     def _process(self, records: list[Record]) -> BatchResult:
         """The pipeline, retrying a Schema Registry outage (nothing changed state yet)."""
@@ -242,16 +296,35 @@ class App:
     def _batch(
         self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
     ) -> None:
+        self.flow.start()
+        try:
+            self._deliver(records, consumer, producer)
+        finally:
+            self.flow.end()
+
+    def _deliver(
+        self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
+    ) -> None:
         s, m = self.settings, self.metrics
-        result = self._process(records)
+        result = self.flow.call(lambda: self._process(records))
         for key, value in result.outputs:
             producer.produce(s.output_topic, value, key=key)
         for dl_key, dl_value in result.dead_letters:
             producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
-        # At-least-once: input offsets are stored only after every output of this batch (and of
-        # all before it) is acknowledged; on failure nothing is stored and the loop stops, so a
-        # restart redelivers the batch (the state skips points it already holds).
-        if not deliver_then_store(producer, consumer, records, DELIVERY_TIMEOUT_S):
+        # At-least-once: input offsets are stored only after the batch's state is durable (its
+        # changed rows acknowledged on the changelog, then written to the local store) and every
+        # output of this batch (and of all before it) is acknowledged; on failure nothing is
+        # stored and the loop stops, so a restart redelivers the batch, which the state merges
+        # idempotently (it skips points it already holds).
+        try:
+            self.state.flush({(r.topic, r.partition) for r in records} & self.owned)
+        except (ChangelogError, StateStoreError) as exc:
+            m.state_store_errors.inc()
+            raise DeliveryFailed(f"batch of {len(records)} messages: state not persisted "
+                                 f"({exc}); offsets not stored") from exc  # fmt: skip
+        self.flow.drain(producer, DELIVERY_TIMEOUT_S)
+        stored = [r for r in records if (r.topic, r.partition) in self.owned]  # revoked: redone
+        if not deliver_then_store(producer, consumer, stored, DELIVERY_TIMEOUT_S):
             failures = producer.take_failures()
             for _ in failures:
                 m.publish_failures.labels(topic=s.output_topic).inc()

@@ -141,7 +141,11 @@ class AlertConsumer:
         self._fatal: KafkaError | None = None
         conf = consumer_config(settings, group_id=group_id, overrides=overrides)
         conf["error_cb"] = self._on_error
+        self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
         self._consumer = Consumer(conf)
+        self._paused: set[PartitionId] = set()  # paused by the app (e.g. restoring state)
+        self._holding = False  # keepalive: every partition paused while the app waits
+        self._held: list[Record] = []  # records a keepalive poll returned, served first
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -159,10 +163,24 @@ class AlertConsumer:
         )
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Assign here (confluent-kafka then skips its own assign) so that the hook and a
+        # keepalive can pause the new partitions before anything is fetched from them.
+        if self._cooperative:
+            self._consumer.incremental_assign(partitions)
+        else:
+            self._consumer.assign(partitions)
+        if self._holding and partitions:
+            self._consumer.pause(partitions)
         if self.hooks.on_assign is not None:
             self.hooks.on_assign(_ids(partitions))
 
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        gone = set(_ids(partitions))
+        self._paused -= gone
+        self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
+
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
         if self.hooks.on_revoke is not None:
             self.hooks.on_revoke(_ids(partitions))
         try:
@@ -171,14 +189,57 @@ class AlertConsumer:
             log.warning("commit on revoke failed: %s", exc)
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
         if self.hooks.on_lost is not None:
             self.hooks.on_lost(_ids(partitions))
+
+    # ---- flow control: pause what must not be fetched, stay in the group while waiting
+
+    def pause(self, partitions: Iterable[PartitionId]) -> None:
+        """Stop fetching these partitions until `resume` (e.g. while their state is restored)."""
+        parts = set(partitions) - self._paused
+        self._paused |= parts
+        if parts:
+            self._consumer.pause([TopicPartition(t, p) for t, p in parts])
+
+    def resume(self, partitions: Iterable[PartitionId]) -> None:
+        """Fetch these partitions again (after a keepalive ends, if one is running)."""
+        parts = set(partitions) & self._paused
+        self._paused -= parts
+        if parts and not self._holding:
+            self._consumer.resume([TopicPartition(t, p) for t, p in parts])
+
+    def keepalive(self) -> None:
+        """Call while the app waits on a slow model or the output queue: the first call pauses
+        every partition (librdkafka drops what it prefetched and refetches it on resume, so memory
+        stops growing), each call serves the group (heartbeats, rebalance callbacks) and resets
+        max.poll.interval.ms. `end_keepalive` resumes."""
+        self._check_fatal()
+        if not self._holding:
+            self._holding = True
+            self._consumer.pause(self._consumer.assignment())
+        self._held += self._records(self._consumer.consume(1000, 0))
+
+    def end_keepalive(self) -> None:
+        """Resume fetching every owned partition the app has not paused itself."""
+        if self._holding:
+            self._holding = False
+            active = [tp for tp in self._consumer.assignment()
+                      if (tp.topic, tp.partition) not in self._paused]  # fmt: skip
+            if active:
+                self._consumer.resume(active)
 
     def poll_batch(self, max_messages: int, timeout_s: float) -> list[Record]:
         """Up to max_messages records, waiting at most timeout_s for the first ones."""
         self._check_fatal()
+        if self._held:
+            out, self._held = self._held[:max_messages], self._held[max_messages:]
+            return out
+        return self._records(self._consumer.consume(max_messages, timeout_s))
+
+    def _records(self, messages: list[Any]) -> list[Record]:
         out: list[Record] = []
-        for msg in self._consumer.consume(max_messages, timeout_s):
+        for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.fatal():
@@ -273,6 +334,7 @@ class AlertProducer:
     ) -> None:
         self._fatal: KafkaError | None = None
         self._failures: list[Delivery] = []
+        self.on_full: Callable[[], None] | None = None  # called while produce waits for room
         conf = producer_config(settings, overrides=overrides)
         conf["error_cb"] = self._on_error
         self._producer = Producer(conf)
@@ -292,10 +354,12 @@ class AlertProducer:
         value: bytes | None,
         *,
         key: bytes | str | None = None,
+        partition: int | None = None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
-        """Queue one message; when the local queue is full, serve deliveries until it has room."""
+        """Queue one message (to ``partition``, else the key's); when the local queue is full,
+        serve deliveries (and `on_full`) until it has room."""
         self._check_fatal()
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -309,13 +373,18 @@ class AlertProducer:
             if on_delivery is not None:
                 on_delivery(report)
 
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
+                self._producer.produce(
+                    topic, value, key, headers=headers, on_delivery=delivered, **extra
+                )
                 return
             except BufferError:
                 self._producer.poll(0.1)
                 self._check_fatal()
+                if self.on_full is not None:
+                    self.on_full()
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Serve delivery callbacks; returns how many were served."""
@@ -370,6 +439,48 @@ def deliver_then_store(
         return False
     consumer.store(records)
     return True
+
+
+class PartitionReader:
+    """Reads one partition from an offset, outside any consumer group (changelog restores).
+
+    Fetches what the log holds, whatever high watermark the broker reports: callers read up to
+    an offset they know exists (an end marker they produced), not up to the watermark.
+    """
+
+    def __init__(
+        self, settings: BrokerSettings, *, overrides: Mapping[str, Any] | None = None
+    ) -> None:
+        defaults = {"enable.auto.commit": False, "auto.offset.reset": "earliest",
+                    "enable.partition.eof": False}  # fmt: skip
+        conf = _render(settings, defaults, {}, overrides)
+        conf["group.id"] = f"{conf.get('group.id') or settings.group_id}-restore"  # never joined
+        self._consumer = Consumer(conf)
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read ``topic[partition]`` from ``offset`` on (the earliest kept one if it is gone)."""
+        self._consumer.assign([TopicPartition(topic, partition, max(offset, 0))])
+
+    def read(self, max_messages: int, timeout_s: float) -> list[Record]:
+        """Up to max_messages records from the current position."""
+        out: list[Record] = []
+        for msg in self._consumer.consume(max_messages, timeout_s):
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaFatalError(str(err))
+                log.warning("kafka restore read: %s", err)
+                continue
+            out.append(
+                Record(cast(str, msg.topic()), cast(int, msg.partition()),
+                       cast(int, msg.offset()), cast("bytes | None", msg.key()),
+                       cast("bytes | None", msg.value()), None)
+            )  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        """Release the client."""
+        self._consumer.close()
 
 
 # ---------------------------------------------------------------- admin

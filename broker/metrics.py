@@ -100,6 +100,18 @@ class BrokerMetrics:
         self.state_store_errors = counter(
             "state_store_errors", "Failed reads or writes of the durable state store"
         )
+        self.state_rows = counter(
+            "state_rows",
+            "Durable state rows by event: persisted (store + changelog), loaded (from the "
+            "store on a cache miss), evicted (from memory), restored (from the changelog)",
+            ["event"],
+        )
+        self.fetch_pauses = counter(
+            "fetch_pauses", "Batches that waited long enough to pause fetching (back-pressure)"
+        )
+        self.partitions_restoring = gauge(
+            "partitions_restoring", "Assigned partitions paused while their state is restored"
+        )
 
     def set_model(self, name: str, version: str, model_hash: str) -> None:
         """Publish the loaded model's identity (dmdt_model_info)."""

@@ -84,6 +84,11 @@ class BrokerSettings(BaseSettings):
     schema_registry_url: str | None = None
     schema_dir: Path = SCHEMA_DIR
     state_dir: Path = Path("state")
+    # Per-source state: `rocksdb` (durable, in state_dir/<group_id>/) or `memory` (lost on exit).
+    state_store: Literal["rocksdb", "memory"] = "rocksdb"
+    state_changelog: bool = True  # also write rows to <group>-<topic>-changelog (rebalancing)
+    state_cache_rows: int = Field(100_000, ge=1)  # rows (source, band) held in memory at most
+    state_sync: bool = False  # fsync the store's log after every batch
 
     @field_validator("kafka_extra", mode="before")
     @classmethod

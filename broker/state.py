@@ -5,11 +5,12 @@ counts (`dmdt.table.HistogramTable`). Which partition a source arrived on decide
 app drops the sources of a partition when the partition is revoked or lost, so this consumer holds
 exactly the state of the partitions it owns and memory stays bounded by them.
 
-`MemoryState` is the only implementation for now: nothing survives a restart, and a partition that
-comes back starts empty. The durable store (an embedded persistent store and a changelog topic)
-replaces it behind the same `SourceState` protocol: `update` / `counts` / `n_points` read and write
-rows, `flush` makes a partition's rows durable before its offsets are committed, `release` and
-`drop` forget partitions.
+`MemoryState` keeps everything in memory: nothing survives a restart, and a partition that comes
+back starts empty (tests, `DMDT_STATE_STORE=memory`). `broker.durable.DurableState` (the default)
+keeps rows in an embedded store and a changelog topic behind the same protocol: `update` /
+`counts` / `n_points` read and write rows, `flush` makes a partition's rows durable before its
+offsets are committed, `release` forgets partitions, `assign` / `restoring` / `restore_step`
+bring newly owned partitions' state up to date before they are processed.
 """
 
 from __future__ import annotations
@@ -59,6 +60,22 @@ class SourceState(Protocol):
 
     def release(self, partitions: Iterable[PartitionId]) -> int:
         """Forget the sources of partitions no longer owned; returns how many were dropped."""
+        ...
+
+    def assign(self, partitions: Iterable[PartitionId]) -> None:
+        """Partitions now owned (their state may need a restore before they are processed)."""
+        ...
+
+    def restoring(self) -> set[PartitionId]:
+        """Owned partitions not to be fetched yet: their state is being restored."""
+        ...
+
+    def restore_step(self, budget_s: float) -> list[PartitionId]:
+        """Restore for about budget_s; returns the partitions now ready."""
+        ...
+
+    def close(self) -> None:
+        """Release what the state holds open (files, locks)."""
         ...
 
 
@@ -122,6 +139,20 @@ class MemoryState:
                 self.table.drop(key)
                 dropped += 1
         return dropped
+
+    def assign(self, partitions: Iterable[PartitionId]) -> None:
+        """Nothing to restore: a partition starts empty."""
+
+    def restoring(self) -> set[PartitionId]:
+        """Never restoring."""
+        return set()
+
+    def restore_step(self, budget_s: float) -> list[PartitionId]:
+        """Nothing to restore."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to close."""
 
     def partitions(self) -> list[PartitionId]:
         """Partitions that own at least one row."""

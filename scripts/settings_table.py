@@ -58,7 +58,17 @@ DESCRIPTIONS = {
     "schema_registry_url": "Confluent Schema Registry for Rubin schemas (`http(s)://...`); "
     "unset: the bundled schema files",
     "schema_dir": "folder of the Avro schemas",
-    "state_dir": "folder of the consumer's dmdt state",
+    "state_dir": "folder of the consumer's dmdt state (one per consumer: a store is locked "
+    "by the process that has it open)",
+    "state_store": "`rocksdb`: per-source state in an embedded store under `state_dir/<group>/`, "
+    "survives restarts; `memory`: lost on exit (tests)",
+    "state_changelog": "also write every persisted row to the compacted topic "
+    "`<group>-<input topic>-changelog`, so a partition's new owner restores its state "
+    "(needed when consumers run on several machines)",
+    "state_cache_rows": "most (source, band) rows held in memory; least recently used rows "
+    "beyond it are evicted (they stay in the store)",
+    "state_sync": "fsync the store's write-ahead log after every batch (only matters without "
+    "the changelog: a machine crash can lose the last batches' rows)",
 }
 
 

@@ -16,6 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consumers (also `dmdt-broker run` subprocesses) keep their durable state in a temporary
+    folder, not in ./state of the checkout."""
+    monkeypatch.setenv("DMDT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 # ---------------------------------------------------------------- Kafka
 
 

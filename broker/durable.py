@@ -1,0 +1,306 @@
+"""`DurableState`: the `SourceState` that survives the process and follows its partitions.
+
+Three layers, each the truth for the one above it:
+
+1. the changelog (broker.changelog): every persisted row, on the Kafka cluster, per partition;
+2. the local store (broker.store, RocksDB in the state dir): rows whose changelog records were
+   acknowledged, plus per partition the changelog offset it reflects;
+3. a bounded cache in memory (a `HistogramTable`): the rows of recently active sources. A row is
+   dirty from the update that changed it until `flush` has written it to (1) then (2); clean rows
+   are evicted least recently used first and read back from (2) in one multi-get per batch.
+
+What makes it exact: an update is a set union (points already held are skipped), so applying a
+redelivered alert, or restoring a row that already holds some of a batch's points, changes
+nothing. The app stores a batch's input offsets only after `flush` returned, so the durable rows
+always hold at least every point of every committed input; everything after the committed offset
+is redelivered and merged idempotently.
+
+Restores: when partitions are assigned, each is restored from its changelog, from the offset the
+local store reflects (0 on a new machine) up to an end marker produced for the occasion
+(broker.changelog explains why not the high watermark), in bounded steps between polls while the
+partition stays paused. Rows only grow, so of two versions of a row the one with more points is
+the newer; a restore keeps it (a late write of a former owner cannot shrink a row).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from broker.state import MemoryState, PartitionId, SourceKey, SourceState
+from broker.store import (
+    RocksStore,
+    decode_key,
+    decode_row,
+    encode_key,
+    encode_row,
+    row_points,
+    store_path,
+)
+from dmdt.grids import Grid
+from dmdt.table import HistogramTable
+
+if TYPE_CHECKING:
+    from broker.changelog import Changelog
+    from broker.settings import BrokerSettings
+
+log = logging.getLogger(__name__)
+
+RESTORE_CHUNK = 2000  # changelog records per read while restoring
+
+
+class DurableState:
+    """Rows in a bounded memory cache over a RocksDB store and a changelog; see the module doc."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        store: RocksStore,
+        changelog: Changelog | None = None,
+        *,
+        cache_rows: int = 100_000,
+        on_event: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.grid = grid
+        self.store = store
+        self.changelog = changelog
+        self.cache_rows = cache_rows
+        self.on_event = on_event  # ("loaded" | "evicted" | "restored" | "persisted", n): metrics
+        self.table = HistogramTable(grid, rows=min(cache_rows, 4096) + 64, points=1 << 20)
+        self._lru: dict[SourceKey, PartitionId] = {}  # held rows, least recently used first
+        self._by_partition: dict[PartitionId, set[SourceKey]] = {}
+        self._dirty: dict[PartitionId, set[SourceKey]] = {}
+        self._prefetched: dict[SourceKey, bytes] = {}  # rows `held` read, for the next update
+        self._restoring: dict[PartitionId, tuple[int, int] | None] = {}  # (end marker, next)
+        self._reading: PartitionId | None = None
+
+    def _event(self, name: str, n: int) -> None:
+        if self.on_event is not None and n:
+            self.on_event(name, n)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    # ---------------------------------------------------------------- reading and updating
+
+    def _load(self, keys: Iterable[SourceKey]) -> None:
+        """Bring rows into memory from the store (one multi-get); unknown keys stay absent."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self.table]
+        need = [k for k in missing if k not in self._prefetched]
+        found = dict(zip(need, self.store.get_many(need), strict=True))
+        loaded = 0
+        for key in missing:
+            value = self._prefetched.get(key) if key in self._prefetched else found[key]
+            if value is not None:
+                self.table.load(key, decode_row(value, self.grid))
+                loaded += 1
+        self._prefetched.clear()
+        self._event("loaded", loaded)
+
+    def update(
+        self,
+        keys: Sequence[SourceKey],
+        partitions: Sequence[PartitionId],
+        t: np.ndarray,
+        m: np.ndarray,
+        err: np.ndarray,
+        offsets: np.ndarray,
+    ) -> np.ndarray:
+        """Load missing rows, one batched `HistogramTable.update`; returns each alert's row."""
+        self._load(keys)
+        added = self.table.update(keys, t, m, err, offsets)
+        for key, part, n in zip(keys, partitions, added.tolist(), strict=True):
+            old = self._lru.pop(key, None)
+            self._lru[key] = part  # most recently used last
+            if old != part:
+                if old is not None:
+                    self._by_partition[old].discard(key)
+                self._by_partition.setdefault(part, set()).add(key)
+            if n:
+                self._dirty.setdefault(part, set()).add(key)
+        return self.table.rows(keys, create=False)
+
+    def n_points(self, rows: np.ndarray) -> np.ndarray:
+        """Distinct points held per row."""
+        return self.table.n_points(rows)
+
+    def counts(self, rows: np.ndarray) -> np.ndarray:
+        """int32 ``(len(rows), n_dt, n_dm)`` counts."""
+        return self.table.counts(rows)
+
+    def held(self, keys: Sequence[SourceKey]) -> np.ndarray:
+        """Points held per key, in memory or in the store (0 for unknown keys)."""
+        rows = self.table.rows(keys, create=False)
+        out = np.zeros(rows.size, dtype=np.int64)
+        known = rows >= 0
+        out[known] = self.table.n_points(rows[known])
+        cold = [k for k, r in zip(keys, rows.tolist(), strict=True) if r < 0]
+        cold = list(dict.fromkeys(cold))
+        values = dict(zip(cold, self.store.get_many(cold), strict=True))
+        self._prefetched = {k: v for k, v in values.items() if v is not None}
+        for i, key in enumerate(keys):
+            if rows[i] < 0 and key in self._prefetched:
+                out[i] = row_points(self._prefetched[key])
+        return out
+
+    def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A source's times, magnitudes and errors, from memory or the store (tests, tools)."""
+        if key in self.table:
+            return self.table.history(key)
+        (value,) = self.store.get_many([key])
+        if value is None:
+            raise KeyError(key)
+        row = decode_row(value, self.grid)
+        return row["t"], row["m"], row["err"]
+
+    # ---------------------------------------------------------------- durability
+
+    def flush(self, partitions: Iterable[PartitionId]) -> None:
+        """Write these partitions' dirty rows to the changelog (acknowledged), then the store.
+
+        Raises (ChangelogError, StateStoreError) with the rows still dirty: the caller must
+        then not store the batch's offsets.
+        """
+        taken = {p: self._dirty.pop(p) for p in set(partitions) if self._dirty.get(p)}
+        if not taken:
+            return
+        try:
+            records = [
+                (part, encode_key(key), encode_row(self.table.export(key), self.grid))
+                for part, keys in taken.items()
+                for key in keys
+                if key in self.table
+            ]
+            applied = self.changelog.write(records) if self.changelog is not None else {}
+            self.store.write(((decode_key(k), v) for _, k, v in records), applied)
+        except BaseException:
+            for part, keys in taken.items():
+                self._dirty.setdefault(part, set()).update(keys)
+            raise
+        self._event("persisted", len(records))
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used clean rows beyond the cache size (they are in the store)."""
+        excess = len(self.table) - self.cache_rows
+        if excess <= 0:
+            return
+        dirty = set().union(*self._dirty.values()) if self._dirty else set()
+        victims: list[tuple[SourceKey, PartitionId]] = []
+        for key, part in self._lru.items():
+            if len(victims) >= excess:
+                break
+            if key not in dirty:
+                victims.append((key, part))
+        for key, part in victims:
+            del self._lru[key]
+            self._by_partition[part].discard(key)
+            self.table.drop(key)
+        self._event("evicted", len(victims))
+
+    def release(self, partitions: Iterable[PartitionId]) -> int:
+        """Forget partitions no longer owned: their rows leave memory (dirty ones are dropped
+        unwritten: lost partitions are not committed), and any restore of them stops."""
+        dropped = 0
+        for part in partitions:
+            self._restoring.pop(part, None)
+            if self._reading == part:
+                self._reading = None
+            self._dirty.pop(part, None)
+            for key in self._by_partition.pop(part, set()):
+                self._lru.pop(key, None)
+                if key in self.table:
+                    self.table.drop(key)
+                    dropped += 1
+        return dropped
+
+    # ---------------------------------------------------------------- restores
+
+    def assign(self, partitions: Iterable[PartitionId]) -> None:
+        """Partitions now owned: with a changelog, each must be restored before it is processed."""
+        if self.changelog is not None:
+            for part in partitions:
+                self._restoring.setdefault(part, None)
+
+    def restoring(self) -> set[PartitionId]:
+        """Partitions waiting for (or in) a restore: keep them paused."""
+        return set(self._restoring)
+
+    def restore_step(self, budget_s: float = 0.5) -> list[PartitionId]:
+        """Restore for up to about budget_s; returns the partitions whose restore completed."""
+        done: list[PartitionId] = []
+        deadline = time.monotonic() + budget_s
+        from broker.changelog import ChangelogError
+
+        for part in list(self._restoring):
+            if time.monotonic() > deadline:
+                break
+            try:
+                finished = self._restore_some(part, deadline)
+            except ChangelogError as exc:  # the cluster is away: the partition stays paused
+                log.warning("restore of %s delayed: %s", part, exc)
+                break
+            if finished:
+                del self._restoring[part]
+                done.append(part)
+        return done
+
+    def _restore_some(self, part: PartitionId, deadline: float) -> bool:
+        assert self.changelog is not None
+        span = self._restoring[part]
+        if span is None:  # start: where the store is, and where the log ends now
+            end = self.changelog.end_marker(part)
+            start = self.store.applied(part) or 0
+            if start > end:  # the log is younger than the store (topic recreated)
+                log.warning("changelog of %s restarts below the store (%d > %d)", part, start, end)
+                start = 0
+            span = self._restoring[part] = (end, start)
+            log.info("restoring %s from changelog offsets %d..%d", part, start, end)
+        end, pos = span
+        if self._reading != part:
+            self.changelog.seek(part, pos)
+            self._reading = part
+        from broker.changelog import rows_of
+
+        while time.monotonic() <= deadline:
+            records = self.changelog.read(RESTORE_CHUNK, 0.2)
+            if not records:
+                continue
+            rows, reached = rows_of(records, end)
+            pos = end + 1 if reached else records[-1].offset + 1
+            self._merge(rows, part, pos)
+            self._restoring[part] = (end, pos)
+            if reached:
+                self._reading = None
+                return True
+        return False
+
+    def _merge(self, rows: list[tuple[bytes, bytes]], part: PartitionId, applied: int) -> None:
+        """Write restored rows to the store, keeping the version with more points (the newer)."""
+        latest: dict[SourceKey, bytes] = {}
+        for k, v in rows:
+            key = decode_key(k)
+            if key not in latest or row_points(v) >= row_points(latest[key]):
+                latest[key] = v
+        keys = list(latest)
+        for key, have in zip(keys, self.store.get_many(keys), strict=True):
+            if have is not None and row_points(have) > row_points(latest[key]):
+                del latest[key]
+        self.store.write(latest.items(), {part: applied})
+        self._event("restored", len(latest))
+
+    def close(self) -> None:
+        """Close the store (rows in memory are all flushed by then, or redelivered)."""
+        self.store.close()
+
+
+def open_state(settings: BrokerSettings, grid: Grid) -> SourceState:
+    """The state the settings ask for: `DurableState` in the state dir, or `MemoryState`."""
+    if settings.state_store == "memory":
+        return MemoryState(grid)
+    store = RocksStore(store_path(settings.state_dir, settings.group_id), sync=settings.state_sync)
+    return DurableState(grid, store, cache_rows=settings.state_cache_rows)

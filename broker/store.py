@@ -1,0 +1,253 @@
+"""Per-source dmdt state on local disk: the row codec and an embedded RocksDB store (rocksdict).
+
+Why RocksDB (an LSM tree) rather than LMDB (a B-tree): after every batch the broker rewrites the
+row of every source the batch touched (small random overwrites, write-heavy) and reads rows back
+in batches when an evicted source reappears. An LSM turns the overwrites into sequential WAL and
+memtable appends, batches lookups (`multi_get`), compresses blocks (LZ4: the count arrays are
+mostly zeros) and keeps a write batch atomic across a `kill -9` (the WAL is replayed on open).
+LMDB would copy a B-tree path per overwritten row and needs its map size chosen up front.
+
+Row value, format version 1, little-endian, no pickles::
+
+    header  <4sBBHHIQ   magic b"DMDR", version, flags (bit 0: counts follow), n_dt, n_dm,
+                        n_points, grid fingerprint (first 8 bytes of blake2b of the edges)
+    t, m, err           float64[n_points] each, sorted by time, distinct times
+    counts              int32[n_dt * n_dm], row-major (when flag bit 0 is set)
+
+Points are the truth; counts are a cache of them: a row written under another grid (or without
+counts) is decoded by recomputing its counts from the points with `dmdt.engine.counts`.
+
+Keys: ``b"r" + source_id + b"\\0" + band`` (UTF-8) for rows, the same in changelog records without
+the ``r``; ``b"m" + topic + b"\\0" + partition`` for a partition's metadata (the next changelog
+offset this store has applied, int64).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from rocksdict import DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
+
+from broker.state import PartitionId, SourceKey
+from dmdt.engine import counts as dmdt_counts
+from dmdt.grids import Grid
+
+MAGIC = b"DMDR"
+VERSION = 1
+HAS_COUNTS = 0x01
+_HEADER = struct.Struct("<4sBBHHIQ")
+_OFFSET = struct.Struct("<q")
+_ROW, _META = b"r", b"m"
+
+
+class StateStoreError(RuntimeError):
+    """The durable store could not be opened, read or written, or holds an unreadable row."""
+
+
+# ---------------------------------------------------------------- codec
+
+
+@cache
+def _fingerprint(grid: Grid) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.ascontiguousarray(grid.dt_edges, "<f8").tobytes())
+    h.update(b"|")
+    h.update(np.ascontiguousarray(grid.dm_edges, "<f8").tobytes())
+    return int.from_bytes(h.digest(), "little")
+
+
+def grid_fingerprint(grid: Grid) -> int:
+    """A 64-bit identity of a grid's edges (rows remember the grid their counts were made on)."""
+    return _fingerprint(grid)
+
+
+def encode_row(row: Mapping[str, np.ndarray], grid: Grid, *, with_counts: bool = True) -> bytes:
+    """One row (`HistogramTable.export`: t, m, err, counts) as bytes; see the module docstring."""
+    n = int(row["t"].size)
+    n_dt, n_dm = grid.shape
+    parts = [
+        _HEADER.pack(MAGIC, VERSION, HAS_COUNTS if with_counts else 0, n_dt, n_dm, n,
+                     _fingerprint(grid)),
+        np.ascontiguousarray(row["t"], "<f8").tobytes(),
+        np.ascontiguousarray(row["m"], "<f8").tobytes(),
+        np.ascontiguousarray(row["err"], "<f8").tobytes(),
+    ]  # fmt: skip
+    if with_counts:
+        counts = np.ascontiguousarray(row["counts"], "<i4")
+        if counts.shape != grid.shape:
+            raise ValueError(f"counts shaped {counts.shape}, grid {grid.shape}")
+        parts.append(counts.tobytes())
+    return b"".join(parts)
+
+
+def row_points(data: bytes) -> int:
+    """Points of an encoded row, read from its header only."""
+    return int(_header(data)[5])
+
+
+def _header(data: bytes) -> tuple[bytes, int, int, int, int, int, int]:
+    if len(data) < _HEADER.size:
+        raise StateStoreError(f"row of {len(data)} bytes is shorter than its header")
+    head = _HEADER.unpack_from(data)
+    if head[0] != MAGIC:
+        raise StateStoreError(f"not a dmdt row (magic {head[0]!r})")
+    if head[1] != VERSION:
+        raise StateStoreError(f"row format version {head[1]} (this broker reads {VERSION})")
+    return head
+
+
+def decode_row(data: bytes, grid: Grid) -> dict[str, np.ndarray]:
+    """Bytes from `encode_row` -> t, m, err, counts on ``grid`` (recomputed if not stored on it)."""
+    _, _, flags, n_dt, n_dm, n, fp = _header(data)
+    cells = n_dt * n_dm if flags & HAS_COUNTS else 0
+    expected = _HEADER.size + 24 * n + 4 * cells
+    if len(data) != expected:
+        raise StateStoreError(f"row of {len(data)} bytes, its header says {expected}")
+    pos = _HEADER.size
+    arrays: dict[str, np.ndarray] = {}
+    for name in ("t", "m", "err"):
+        arrays[name] = np.frombuffer(data, "<f8", n, pos).astype(np.float64)
+        pos += 8 * n
+    if cells and fp == _fingerprint(grid) and (n_dt, n_dm) == grid.shape:
+        counts = np.frombuffer(data, "<i4", cells, pos).astype(np.int32).reshape(n_dt, n_dm)
+    else:  # another grid, or points only: the counts follow from the points
+        counts = dmdt_counts(arrays["t"], arrays["m"], grid) if n else np.zeros(grid.shape, "i4")
+    arrays["counts"] = counts
+    return arrays
+
+
+def encode_key(key: SourceKey) -> bytes:
+    """``source_id\\0band`` in UTF-8 (the changelog record key; NUL is not allowed in either)."""
+    source, band = key
+    if "\0" in source or "\0" in band:
+        raise ValueError(f"NUL in a source id or band: {key!r}")
+    return f"{source}\0{band}".encode()
+
+
+def decode_key(data: bytes) -> SourceKey:
+    """Inverse of `encode_key`."""
+    source, sep, band = data.decode().partition("\0")
+    if not sep:
+        raise StateStoreError(f"bad state key {data!r}")
+    return source, band
+
+
+# ---------------------------------------------------------------- the store
+
+
+def store_path(state_dir: Path, group_id: str) -> Path:
+    """Where a consumer group's store lives under the state dir (one store per group)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", group_id) or "_"
+    return Path(state_dir) / safe / "rocksdb"
+
+
+def _meta_key(part: PartitionId) -> bytes:
+    return _META + f"{part[0]}\0{part[1]}".encode()
+
+
+class RocksStore:
+    """Rows by source key plus per-partition metadata, in one RocksDB on local disk.
+
+    One process opens a store at a time (RocksDB's LOCK file): two consumers on one machine need
+    two state dirs. `write` is one atomic write batch: rows and applied offsets land together or
+    not at all, also across a `kill -9`. ``sync=True`` also fsyncs the WAL (survives a machine
+    crash without the changelog; with the changelog, a store that lost its last writes is
+    repaired by the restore that follows every assignment).
+    """
+
+    def __init__(self, path: Path, *, sync: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_compression_type(DBCompressionType.lz4())
+        opts.set_write_buffer_size(32 << 20)
+        opts.set_max_write_buffer_number(2)
+        opts.set_keep_log_file_num(2)
+        try:
+            self._rdict: Rdict | None = Rdict(str(self.path), opts)
+        except Exception as exc:  # rocksdict raises plain Exception
+            raise StateStoreError(
+                f"cannot open the state store {self.path}: {exc} (each consumer needs its own "
+                "DMDT_STATE_DIR)"
+            ) from exc
+        self._wopts = WriteOptions()
+        self._wopts.sync = sync
+
+    @property
+    def _db(self) -> Rdict:
+        if self._rdict is None:
+            raise StateStoreError(f"the state store {self.path} is closed")
+        return self._rdict
+
+    def get_many(self, keys: Sequence[SourceKey]) -> list[bytes | None]:
+        """Encoded rows of keys (None where absent), one multi-get."""
+        if not keys:
+            return []
+        try:
+            return list(self._db.get([_ROW + encode_key(k) for k in keys]))  # type: ignore[arg-type]
+        except Exception as exc:
+            raise StateStoreError(f"state store read failed: {exc}") from exc
+
+    def write(
+        self,
+        rows: Iterable[tuple[SourceKey, bytes]],
+        applied: Mapping[PartitionId, int] | None = None,
+    ) -> int:
+        """Write rows and applied changelog offsets in one atomic batch; returns bytes written."""
+        batch = WriteBatch(raw_mode=True)
+        size = 0
+        for key, value in rows:
+            batch.put(_ROW + encode_key(key), value)
+            size += len(value)
+        for part, offset in (applied or {}).items():
+            batch.put(_meta_key(part), _OFFSET.pack(offset))
+        if batch.is_empty():
+            return 0
+        try:
+            self._db.write(batch, self._wopts)
+        except Exception as exc:
+            raise StateStoreError(f"state store write failed: {exc}") from exc
+        return size
+
+    def applied(self, part: PartitionId) -> int | None:
+        """The next changelog offset of this partition the store reflects (None: never restored)."""
+        value = self._db.get(_meta_key(part))
+        return None if value is None else int(_OFFSET.unpack(value)[0])
+
+    def rows(self) -> Iterable[tuple[SourceKey, bytes]]:
+        """Every stored row (tools and tests; a full scan)."""
+        it = self._db.iter()
+        it.seek(_ROW)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(_ROW):
+                break
+            yield decode_key(key[1:]), it.value()
+            it.next()
+
+    def disk_bytes(self) -> int:
+        """Bytes of the store's files on disk (SST, WAL, manifest)."""
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def flush(self) -> None:
+        """Write memtables to SST files (measurements; RocksDB does this by itself)."""
+        self._db.flush()
+
+    def close(self) -> None:
+        """Release the store (and its lock)."""
+        if self._rdict is not None:
+            self._rdict.close()
+            self._rdict = None
+
+    def __enter__(self) -> RocksStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
