@@ -248,6 +248,8 @@ def run_demo(
             "batch_wait_ms": 50,
             "metrics_port": metrics_port,
             "device": device,
+            # one inference thread: the consumer shares the machine with the replay and Tansu
+            "torch_threads": 1,
         }
         settings = BrokerSettings(**fields)
         create_topics(settings, {INPUT_TOPIC: partitions, OUTPUT_TOPIC: partitions})

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from dmdt.artifact import CURRENT_FILE, ArtifactError, current_model, resolve_model_dir
 from dmdt.classify import Classifier
 
@@ -96,7 +98,12 @@ class ModelSource:
             self.on_load(self.current)
 
     def _load(self, path: Path) -> ServedModel:
-        return ServedModel.of(Classifier.from_checkpoint(path, self.device), self.min_points)
+        served = ServedModel.of(Classifier.from_checkpoint(path, self.device), self.min_points)
+        # torch initialises its CPU kernels on the first call (over a second here): do it now,
+        # not in the first batch, so that neither a start nor a reload stalls the stream
+        shape = (1, *served.classifier.grid.shape)
+        served.classifier.classify_counts(np.zeros(shape, dtype=np.int32), [2])
+        return served
 
     def _current_stamp(self) -> tuple[int, int, int] | None:
         if self.registry is None:
