@@ -28,6 +28,7 @@ from broker.kafka import (
     PartitionReader,
     Record,
     create_topics,
+    topic_partitions,
     wait_for_topics,
 )
 from broker.settings import BrokerSettings
@@ -64,13 +65,12 @@ def ensure_changelogs(
         settings, list(settings.input_topics), overrides=overrides, timeout_s=timeout_s
     )
     names = {t: changelog_topic(settings.group_id, t) for t in inputs}
-    create_topics(
-        settings,
-        {names[t]: n for t, n in inputs.items()},
-        config=CHANGELOG_CONFIG,
-        overrides=overrides,
-        timeout_s=timeout_s,
-    )
+    exist = topic_partitions(settings, timeout_s=timeout_s, overrides=overrides)
+    missing = {names[t]: n for t, n in inputs.items() if names[t] not in exist}
+    if missing:
+        create_topics(
+            settings, missing, config=CHANGELOG_CONFIG, overrides=overrides, timeout_s=timeout_s
+        )
     have = wait_for_topics(settings, list(names.values()), overrides=overrides, timeout_s=timeout_s)
     for topic, n in inputs.items():
         if have[names[topic]] < n:

@@ -537,6 +537,24 @@ def delete_topics(
                 raise
 
 
+def topic_partitions(
+    settings: BrokerSettings,
+    *,
+    timeout_s: float = 10.0,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """Partitions of every topic the cluster has now (one metadata request; creates nothing).
+
+    Raises TimeoutError when the cluster does not answer in time.
+    """
+    admin = _admin(settings, overrides)
+    try:
+        meta = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise TimeoutError(f"no topic metadata: {exc}") from exc
+    return {name: len(t.partitions) for name, t in meta.items() if t.error is None}
+
+
 def wait_for_topics(
     settings: BrokerSettings,
     topics: Iterable[str],
