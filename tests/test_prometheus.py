@@ -430,6 +430,7 @@ def test_prometheus_scrapes_a_consumer_during_a_replay(
         batch_wait_ms=50,
         metrics_host="127.0.0.1",
         metrics_port=free_port(),  # 0 would mean "do not serve"
+        state_dir=tmp_path / "state",
     )
     registry = CollectorRegistry()
     app = App(settings, registry=registry, consumer_overrides=TEST_CONSUMER_OVERRIDES)
