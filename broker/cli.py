@@ -394,6 +394,13 @@ def add_demo_parser(sub: Any) -> None:
     p.add_argument(
         "--metrics-port", type=int, default=0, help="serve /metrics on 127.0.0.1:PORT (0: off)"
     )
+    p.add_argument(
+        "--state",
+        choices=("memory", "rocksdb"),
+        default="memory",
+        help="the consumer's per-source state: in memory (default), or the durable store and "
+        "changelog of `run` (in a temporary folder, removed at the end)",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="also write the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=cmd_demo)
@@ -413,6 +420,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         metrics_port=args.metrics_port,
         progress=not args.quiet,
+        state_store=args.state,
     )
     print(summary.render())
     if args.json:

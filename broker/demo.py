@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing as mp
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -229,9 +230,37 @@ def run_demo(
     progress: bool = True,
     stream: TextIO = sys.stderr,
     on_started: Callable[[App], None] | None = None,
+    state_store: str = "memory",
 ) -> DemoSummary:
-    """Run the demo (see the module docstring); returns the summary."""
+    """Run the demo (see the module docstring); returns the summary. The consumer's state lives
+    in memory (``state_store="rocksdb"``: the durable store and changelog, in a temporary
+    folder removed at the end)."""
     started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dmdt-demo-state-") as state_dir:
+        return _run_demo(
+            limit, seed=seed, model=model, device=device, batch_size=batch_size,
+            partitions=partitions, metrics_port=metrics_port, progress=progress, stream=stream,
+            on_started=on_started, state_store=state_store, state_dir=Path(state_dir),
+            started=started,
+        )  # fmt: skip
+
+
+def _run_demo(
+    limit: int | None,
+    *,
+    seed: int,
+    model: str,
+    device: str,
+    batch_size: int,
+    partitions: int,
+    metrics_port: int,
+    progress: bool,
+    stream: TextIO,
+    on_started: Callable[[App], None] | None,
+    state_store: str,
+    state_dir: Path,
+    started: float,
+) -> DemoSummary:
     from broker.replay import load_source
     from broker.replay_plan import select_sources
 
@@ -250,6 +279,8 @@ def run_demo(
             "device": device,
             # one inference thread: the consumer shares the machine with the replay and Tansu
             "torch_threads": 1,
+            "state_store": state_store,
+            "state_dir": state_dir,
         }
         settings = BrokerSettings(**fields)
         create_topics(settings, {INPUT_TOPIC: partitions, OUTPUT_TOPIC: partitions})

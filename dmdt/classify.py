@@ -94,7 +94,8 @@ class Classifier:
         cpu = self.device.type == "cpu"
         self._layout = torch.channels_last if cpu else torch.contiguous_format
         self._chunk = CPU_CHUNK if cpu else GPU_CHUNK
-        self.net = model.net.to(self.device).to(memory_format=self._layout).eval()
+        net = model.net.to(self.device)
+        self.net = net.to(memory_format=self._layout).eval()  # type: ignore[call-overload]
 
     @classmethod
     def from_checkpoint(
