@@ -110,8 +110,12 @@ def _default(name: str, field: Any) -> str:
     if isinstance(value, Path):
         if not value.is_absolute():
             return f"`{value}` (in the working directory)"
+        import broker
+
+        # The checkout the settings module was imported from (not necessarily this script's).
+        source = Path(broker.__file__).resolve().parent.parent
         try:
-            return f"`<repository>/{value.relative_to(REPO)}`"
+            return f"`<repository>/{value.relative_to(source)}`"
         except ValueError:
             return f"`{value}`"
     return f"`{value}`"
