@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from stream_helpers import CLASSES, crts_curves, crts_records, tiny_model
 
 from broker import pipeline as pipeline_module
@@ -248,3 +249,14 @@ def test_model_source_reloads_published_models(tmp_path) -> None:
     assert source.maybe_reload(force=True)
     assert source.current.content_hash == a.content_hash
     assert len(loads) == 3
+
+
+def test_inference_does_not_depend_on_batching(model_dir) -> None:
+    """The stream classifies a source in whatever batch it arrives; offline in one big batch."""
+    clf = Classifier.from_checkpoint(model_dir, "cpu")
+    x = torch.rand(700, 1, *clf.grid.shape)
+    full = clf.predict(x)
+    for start, size in [(0, 1), (5, 37), (100, 256), (300, 400), (699, 1), (17, 300)]:
+        np.testing.assert_array_equal(
+            clf.predict(x[start : start + size]), full[start : start + size]
+        )
