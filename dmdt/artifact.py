@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -43,9 +43,6 @@ HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # in this order, into the content hash
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 MODEL_DIR_ENV = "DMDT_MODEL_DIR"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp's 0600 is too private
 
 
 class ArtifactError(RuntimeError):
@@ -99,18 +96,23 @@ def _content_hash(file_hashes: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _temp_path(folder: Path, name: str) -> Path:
+    """A fresh hidden name in ``folder`` (created with open()/mkdir(), so the umask applies,
+    unlike tempfile's private 0600/0700 that a broker running as another user could not read)."""
+    return folder / f".{name}.{secrets.token_hex(6)}.tmp"
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through a temporary file in the same folder, fsync, and a rename."""
+    tmp = _temp_path(path.parent, path.name)
     try:
-        os.chmod(tmp, _FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with tmp.open("xb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -153,23 +155,15 @@ def save_model(
         "trainer_version": __version__,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", dir=out)
-    os.close(fd)
-    try:
-        os.chmod(tmp, _FILE_MODE)
-        torch.save(state, tmp)
-        os.replace(tmp, out / MODEL_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _write_atomic(out / CONFIG_FILE, _json_bytes(config))
+    _write_atomic(out / MODEL_FILE, lambda fh: torch.save(state, fh))
+    _write_atomic(out / CONFIG_FILE, lambda fh: fh.write(_json_bytes(config)))
     file_hashes = {name: _sha256_file(out / name) for name in HASHED_FILES}
     manifest = {
         "format": FORMAT,
         "files": file_hashes,
         "content_hash": _content_hash(file_hashes),
     }
-    _write_atomic(out / MANIFEST_FILE, _json_bytes(manifest))
+    _write_atomic(out / MANIFEST_FILE, lambda fh: fh.write(_json_bytes(manifest)))
     return load_model(out)
 
 
@@ -244,7 +238,8 @@ def publish(model_dir: str | os.PathLike[str], registry_dir: str | os.PathLike[s
     registry.mkdir(parents=True, exist_ok=True)
     dest = registry / model.version
     if not dest.is_dir():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model.version}.", dir=registry))
+        tmp = _temp_path(registry, model.version)
+        tmp.mkdir()
         try:
             for item in model.path.iterdir():
                 if item.is_file():
@@ -261,7 +256,7 @@ def publish(model_dir: str | os.PathLike[str], registry_dir: str | os.PathLike[s
     published = load_model(dest)
     if published.content_hash != model.content_hash:
         raise ArtifactError(f"{dest} exists with different content; refusing to overwrite it")
-    _write_atomic(registry / CURRENT_FILE, f"{model.version}\n".encode())
+    _write_atomic(registry / CURRENT_FILE, lambda fh: fh.write(f"{model.version}\n".encode()))
     return published
 
 

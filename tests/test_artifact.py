@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,20 @@ def test_round_trip(tmp_path: Path) -> None:
         "trainer_version",
     ):
         assert key in config
+
+
+def test_files_follow_the_umask(tmp_path: Path) -> None:
+    # A broker running as another user must be able to read published models.
+    old = os.umask(0o022)
+    try:
+        model = publish(_save(tmp_path / "m").path, tmp_path / "registry")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "m", model.path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755
+        for f in path.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+    assert stat.S_IMODE((tmp_path / "registry" / "CURRENT").stat().st_mode) == 0o644
 
 
 def test_weights_only_state_dict(tmp_path: Path) -> None:

@@ -125,9 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for splits, init and batches")
     p.add_argument(
         "--device",
-        default="cpu",
+        default="auto",
         choices=("auto", "cpu", "cuda"),
-        help="where to train (default: cpu; auto picks CUDA when present)",
+        help="where to train (default: auto, CUDA when present, else CPU; give cpu for "
+        "bit-for-bit repeatable runs)",
     )
     p.add_argument(
         "--threads",

@@ -182,6 +182,7 @@ def fit(
         if flush:
             torch.set_flush_denormal(False)
     train_s = time.perf_counter() - t_train
+    net = net.cpu()
 
     training = {
         "data_source": str(source),
@@ -212,22 +213,19 @@ def fit(
         "clean": True,
         "min_points": opts.min_points,
     }
-    # Save once without metrics to score the held-out curves through the serving path, then
-    # again with them: the metrics in config.json are those of exactly these weights.
-    model = save_model(
-        out_dir, net.cpu(), config, grid, classes, preprocessing=preprocessing, training=training
-    )
     metrics: dict[str, Any] = {}
     if len(test):
-        clf = Classifier(model, device="cpu")
-        metrics = evaluate(clf, [lcs[i] for i in test], split="all")
+        # Score the held-out curves through the serving path (Classifier) before saving, so
+        # config.json records the metrics of exactly the weights it ships with.
+        unsaved = LoadedModel(Path(out_dir), config, grid, classes, copy.deepcopy(net), {}, "")
+        metrics = evaluate(Classifier(unsaved, device="cpu"), [lcs[i] for i in test], split="all")
         for key in ("evaluated_on", "model_version", "model_content_hash"):
             metrics.pop(key)
         metrics["evaluated_on"] = "held-out test ids"
     training["total_seconds"] = round(time.perf_counter() - t0, 2)
     model = save_model(
         out_dir,
-        net.cpu(),
+        net,
         config,
         grid,
         classes,
