@@ -61,13 +61,18 @@ def settings_for(bootstrap: str, topic: str, args: argparse.Namespace) -> Broker
         "metrics_port": 0,
         "device": "cpu",
         "torch_threads": args.torch_threads,
+        "state_store": args.state,
+        "state_dir": args.state_dir,
     }
     return BrokerSettings(**fields)
 
 
-def make_topics(settings: BrokerSettings, topic: str) -> None:
-    """Input (2 partitions), output (2), dead letters (1)."""
-    create_topics(settings, {topic: 2, settings.output_topic: 2, settings.dead_letter_topic: 1})
+def make_topics(settings: BrokerSettings, topic: str, partitions: int = 2) -> None:
+    """Input and output (2 partitions), dead letters (1)."""
+    create_topics(
+        settings,
+        {topic: partitions, settings.output_topic: partitions, settings.dead_letter_topic: 1},
+    )
     wait_for_topics(settings, [topic, settings.output_topic, settings.dead_letter_topic])
 
 
@@ -161,11 +166,32 @@ def wait(condition: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def run_backlog(bootstrap: str, messages: list[tuple[bytes, bytes]], models: ModelSource,
-                args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+def round_robin(messages: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The same alerts, reordered: every source's k-th alert, then every source's (k+1)-th, ...
+    (each source's alerts stay in time order): consecutive alerts are of different sources."""
+    per_source: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for m in messages:
+        per_source.setdefault(m[0], []).append(m)
+    queues = list(per_source.values())
+    out = []
+    for k in range(max(map(len, queues))):
+        out += [q[k] for q in queues if k < len(q)]
+    return out
+
+
+def run_backlog(
+    bootstrap: str,
+    messages: list[tuple[bytes, bytes]],
+    models: ModelSource,
+    args: argparse.Namespace,
+    batch_size: int | None = None,
+    partitions: int = 2,
+) -> dict[str, Any]:
     topic = unique_name("backlog")
     settings = settings_for(bootstrap, topic, args)
-    make_topics(settings, topic)
+    if batch_size is not None:
+        settings = settings.model_copy(update={"batch_size": batch_size})
+    make_topics(settings, topic, partitions)
     produce_rate = produce_all(settings, topic, messages)
     hook = Collector()
     app, thread, outcome = start_app(settings, models, hook)
@@ -198,7 +224,7 @@ def run_paced(bootstrap: str, stream: str, rate: float, models: ModelSource,
     queue = ctx.Queue()
     child = ctx.Process(target=_pacer, args=(bootstrap, topic, stream, rate, args.seconds, queue))
     try:
-        wait(lambda: len(app.owned) == 2, 60, "partitions assigned")
+        wait(lambda: len(app.owned) == 2, 60, "partitions assigned")  # both input partitions
         child.start()
         assert queue.get(timeout=120) == "ready"
         t_start = time.monotonic()
@@ -230,6 +256,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--batch-wait-ms", type=int, default=100)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--state", choices=("rocksdb", "memory"), default="rocksdb",
+        help="the consumer's state store (default: rocksdb + changelog, as `run`)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="300 sources, 15 s paced runs")
     args = parser.parse_args()
     if args.quick:
@@ -239,6 +269,7 @@ def main() -> None:
     models = ModelSource(args.model, "cpu")
     served = models.current
     with tempfile.TemporaryDirectory() as tmp:
+        args.state_dir = Path(tmp) / "state"
         stream = str(Path(tmp) / "crts.bin")
         summary = replay_to_file("crts", stream, limit_sources=args.sources)
         messages = [(r.key, r.value) for r in read_stream(stream)]
@@ -251,6 +282,10 @@ def main() -> None:
         with TansuBroker() as broker:
             backlog = run_backlog(broker.bootstrap, messages, models, args)
             print(f"backlog: {backlog}", flush=True)
+            # worst case for inference: no two alerts of a batch share a source
+            distinct = run_backlog(broker.bootstrap, round_robin(messages), models, args,
+                                   batch_size=summary.sources, partitions=1)  # fmt: skip
+            print(f"backlog, distinct sources: {distinct}", flush=True)
             paced = []
             for rate in rates:
                 paced.append(run_paced(broker.bootstrap, stream, rate, models, args))
@@ -265,6 +300,10 @@ def main() -> None:
         f"| backlog ({backlog['alerts']:,} alerts queued) | {backlog['produce_rate']:,.0f} "
         f"(producer) | **{backlog['rate']:,.0f}** | (queueing) | (queueing) | |"
     )
+    print(
+        f"| backlog, every alert of a batch a different source (batch {summary.sources}) | | "
+        f"**{distinct['rate']:,.0f}** | (queueing) | (queueing) | |"
+    )
     for r in paced:
         print(
             f"| paced {r['rate_in']:,.0f}/s for {args.seconds:.0f} s | {r['rate_in']:,.0f} | "
@@ -272,12 +311,13 @@ def main() -> None:
             f"{r['max_ms']:,.0f} ms |"
         )
     print(f"| ZTF decode, alerts with cutouts, one core | | **{ztf_rate:,.0f}** | | | |")
-    us = backlog["us_per_alert"]
-    print(
-        f"\nper alert in the backlog run (us): decode {us['decode']:.1f}, state update "
-        f"{us['update']:.1f}, inference {us['inference']:.1f} "
-        f"({backlog['images_per_alert']:.2f} images per alert), encode {us['encode']:.1f}"
-    )
+    for name, run in (("backlog", backlog), ("distinct sources", distinct)):
+        us = run["us_per_alert"]
+        print(
+            f"\nper alert, {name} (us): decode {us['decode']:.1f}, state update "
+            f"{us['update']:.1f}, inference {us['inference']:.1f} "
+            f"({run['images_per_alert']:.2f} images per alert), encode {us['encode']:.1f}"
+        )
 
 
 if __name__ == "__main__":

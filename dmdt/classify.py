@@ -80,7 +80,7 @@ class Predictions:
 # shallow net (docs/streaming.md). Every chunk has the same size (the last one is padded with
 # empty images), so every image goes through the same kernels whatever batch it came in: the
 # broker's small batches and `dmdt-train predict`'s large ones give bit-identical probabilities.
-CPU_CHUNK = 256
+CPU_CHUNK = 64
 GPU_CHUNK = 4096
 
 
