@@ -43,6 +43,7 @@ HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # in this order, into the content hash
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 MODEL_DIR_ENV = "DMDT_MODEL_DIR"
+DEFAULT_MIN_POINTS = 20  # for artifacts that do not record it (dmdt.datasets' default)
 
 
 class ArtifactError(RuntimeError):
@@ -65,6 +66,11 @@ class LoadedModel:
     def version(self) -> str:
         """Registry version name: creation time and the first 12 hex digits of the hash."""
         return version_name(self.config, self.content_hash)
+
+    @property
+    def min_points(self) -> int:
+        """The fewest cleaned points a training light curve had (the serving threshold too)."""
+        return int(self.config.get("preprocessing", {}).get("min_points", DEFAULT_MIN_POINTS))
 
 
 def resolve_model_dir(path_or_name: str | os.PathLike[str] = "default") -> Path:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dmdt.grids import DEFAULT_GRID, PRESETS
 
@@ -226,12 +227,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"{training['epochs_run']} epochs, best {training['best_epoch']}"
     )
     if metrics:
-        print(
-            f"held-out test: n={metrics['n']} accuracy={metrics['accuracy']:.4f} "
-            f"balanced_accuracy={metrics['balanced_accuracy']:.4f} "
-            f"macro_f1={metrics['macro_f1']:.4f}"
-        )
+        print(f"held-out test: {_summary(metrics)}")
     return 0
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    return (
+        f"n={metrics['n']} accuracy={metrics['accuracy']:.4f} "
+        f"balanced_accuracy={metrics['balanced_accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f}"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -241,8 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import evaluate, plot_confusion, write_json
 
     clf = Classifier.from_checkpoint(args.model, device=args.device)
-    min_points = int(clf.model.config.get("preprocessing", {}).get("min_points", 20))
-    lcs = data.load(args.data, None, min_points)
+    lcs = data.load(args.data, None, clf.model.min_points)
     result = evaluate(clf, lcs, split=args.split)
     write_json(result, args.json)
     if args.png:
@@ -253,9 +256,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"accuracy {result['accuracy']:.3f}, n = {result['n']}",
         )
     print(
-        f"{result['evaluated_on']}: n={result['n']} accuracy={result['accuracy']:.4f} "
-        f"balanced_accuracy={result['balanced_accuracy']:.4f} macro_f1={result['macro_f1']:.4f}"
-        f" (skipped {result['n_skipped_unknown_class']} of unknown classes) -> {args.json}"
+        f"{result['evaluated_on']}: {_summary(result)} "
+        f"(skipped {result['n_skipped_unknown_class']} of unknown classes) -> {args.json}"
     )
     return 0
 

@@ -48,7 +48,7 @@ def predict(
     Curves are cleaned exactly as in training (the model's recorded ``min_points``).
     """
     if min_points is None:
-        min_points = int(clf.model.config.get("preprocessing", {}).get("min_points", 20))
+        min_points = clf.model.min_points
     records: list[dict[str, Any]] = []
     kept: list[tuple[int, LightCurve]] = []
     for lc in lcs:
