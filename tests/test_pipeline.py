@@ -260,3 +260,18 @@ def test_inference_does_not_depend_on_batching(model_dir) -> None:
         np.testing.assert_array_equal(
             clf.predict(x[start : start + size]), full[start : start + size]
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gpu_gives_the_cpu_classes(model_dir, records) -> None:
+    cpu, _, _ = make_pipeline(model_dir)
+    served = ServedModel.of(Classifier.from_checkpoint(model_dir, "cuda"))
+    gpu = Pipeline(
+        {"lc": make_decoder("lightcurve")}, MemoryState(served.classifier.grid), lambda: served
+    )
+    a, b = run_batches(cpu, records, 997), run_batches(gpu, records, 997)
+    assert [c.predicted_class for c in a] == [c.predicted_class for c in b]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(
+            list(x.probabilities.values()), list(y.probabilities.values()), atol=1e-5
+        )
