@@ -25,6 +25,7 @@ EPILOG = """examples:
   dmdt-train evaluate models/mine crts --json metrics.json --png cm.png
   dmdt-train predict default data/my_curves/ --out predictions.csv
   dmdt-train publish models/mine --registry /srv/dmdt-registry
+  dmdt-train reproduce --only forest,composites
 """
 
 
@@ -188,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DMDT_REGISTRY"),
         help="registry folder (default: $DMDT_REGISTRY)",
     )
+    p = sub.add_parser(
+        "reproduce",
+        help="run the paper's experiments -> docs/results.md",
+        description="Run the experiments of Mahabal et al. 2017 (cached as docs/results/*.json, "
+        "resumable) and write docs/results.md; same as scripts/paper_results.py.",
+    )
+    from trainer.experiments.options import add_arguments
+
+    add_arguments(p)
     return parser
 
 
@@ -289,12 +299,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``reproduce``: the paper's experiments and docs/results.md."""
+    from trainer.experiments.runner import run
+
+    return run(args)
+
+
 COMMANDS = {
     "images": cmd_images,
     "fit": cmd_fit,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "publish": cmd_publish,
+    "reproduce": cmd_reproduce,
 }
 
 
