@@ -37,8 +37,8 @@ class Budget:
     pair_epochs: int = 60  # each of the 21 binary classifiers
     pair_patience: int = 10
     deep_epochs: int = 15  # fixed, no early stopping: the deep net is ~50x the shallow per image
-    transfer_epochs: int = 150
-    transfer_patience: int = 20
+    transfer_epochs: int = 500  # as the 7-class run
+    transfer_patience: int = 30
     transfer_frac: float = 0.15  # share of EROS-1 objects used to fine-tune
     trees: int = 500
     cadence_per_class: int = 500  # images drawn per class for the pseudo-cadence background
