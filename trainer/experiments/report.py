@@ -48,6 +48,26 @@ def _recall_row(label: str, rows: list[dict[str, Any]], classes: list[str]) -> s
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+# Counts in the authors' code (docs/paper.md 1.6: transform.py class_len), not the paper's Table I.
+AUTHORS_COUNTS = {"EW": 30593, "EA": 4658, "RRab": 2420, "RRc": 5433, "RRd": 500, "RS_CVn": 1514,
+                  "LPV": 512}  # fmt: skip
+
+
+def _data(store: Store, out: list[str]) -> None:
+    doc = store.read("composites")
+    if not doc or "images" not in doc["parts"]:
+        return
+    stats = doc["parts"]["images"]["per_class"]
+    out.append("## 0. Data (Table I)\n")
+    out.append("| class | curves here | authors' code (CRTS, not the paper's table) | paper |")
+    out.append("|---|---|---|---|")
+    for name, n_code in AUTHORS_COUNTS.items():
+        n = stats.get(f"{name}/mean", {}).get("n", "–")
+        out.append(f"| {name} | {n} | {n_code} | {NA} |")
+    total = sum(v["n"] for k, v in stats.items() if k.endswith("/mean"))
+    out.append(f"| total | {total} | {sum(AUTHORS_COUNTS.values())} | {NA} |\n")
+
+
 def _seven(store: Store, out: list[str]) -> None:
     out.append(
         "## 1. Seven classes: shallow CNN, deep CNN, random forest (Table II last column, Fig. 7)\n"
@@ -344,7 +364,7 @@ def write(store: Store, doc: Path, budget: Budget) -> None:
     ]
     if budget.name != "full":
         out.append(f"**Smoke run ({budget.name} budget): these numbers mean nothing.**\n")
-    for section in (_seven, _pairwise, _images, _rpca, _bins, _transfer):
+    for section in (_data, _seven, _pairwise, _images, _rpca, _bins, _transfer):
         section(store, out)
     doc.parent.mkdir(parents=True, exist_ok=True)
     rel = Path(os.path.relpath(store.folder, doc.parent)).as_posix()
