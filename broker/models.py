@@ -31,8 +31,6 @@ from dmdt.classify import Classifier
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_POINTS = 20
-
 
 @dataclass(frozen=True)
 class ServedModel:
@@ -48,7 +46,7 @@ class ServedModel:
     def of(cls, classifier: Classifier, min_points: int | None = None) -> ServedModel:
         """Identity of a classifier; min_points defaults to the one the model was trained with."""
         model = classifier.model
-        trained = model.config.get("preprocessing", {}).get("min_points", DEFAULT_MIN_POINTS)
+        trained = model.min_points  # the cleaning threshold recorded at training
         return cls(
             classifier=classifier,
             name=f"dmdt-{model.net_config.arch}-{model.grid.name}",
