@@ -29,6 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)  ## speed benchmarks (ratios against references in the same process)
 	$(BIN)/python benchmarks/bench_dmdt.py
+	$(BIN)/python benchmarks/bench_decode.py
+	$(BIN)/python benchmarks/bench_stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
