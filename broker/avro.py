@@ -130,15 +130,24 @@ def write_body(schema: Any, record: Any) -> bytes:
 # ---------------------------------------------------------------- schemas that arrive with data
 
 
+_ZERO, _FIXED, _OTHER = "zero", "fixed", "other"  # how a type encodes: 0 bytes, fixed width, else
+_FIXED_WIDTH = frozenset({"float", "double", "boolean"})
+
+
 def check_schema_safe(schema: Any) -> None:
-    """Reject schemas that let a few bytes cost unbounded time: recursive types, zero-size items.
+    """Reject schemas that let a few bytes cost unbounded time: recursive types, and arrays or
+    maps whose items are zero-size or fixed-width.
 
     An array whose items encode in zero bytes (null, empty record, fixed of size 0) can declare
-    2**62 items in 10 bytes; a recursive record can nest until the C stack overflows.
+    2**62 items in 10 bytes; a recursive record can nest until the C stack overflows. Items of
+    fixed width only (float, double, boolean, fixed, records of those) are skipped by fastavro with
+    seeks that never notice the end of the data, so a field the reader does not read can claim
+    2**62 of them and hang the consumer. No ZTF or Rubin schema has such a collection; a message
+    whose schema does is rejected (``schema_mismatch``) rather than decoded.
     """
-    named: dict[str, bool] = {}  # full name -> encodes in zero bytes
+    named: dict[str, str] = {}  # full name -> _ZERO / _FIXED / _OTHER
 
-    def walk(node: Any, namespace: str, stack: tuple[str, ...], depth: int) -> bool:
+    def walk(node: Any, namespace: str, stack: tuple[str, ...], depth: int) -> str:
         if depth > 64:
             raise DecodeError("schema_mismatch", "schema nested deeper than 64 levels")
         if isinstance(node, str):
@@ -149,11 +158,13 @@ def check_schema_safe(schema: Any) -> None:
                 return named[full]
             if node in named:
                 return named[node]
-            return node == "null"  # primitives; unknown names fail later in parse_schema
+            if node == "null":
+                return _ZERO
+            return _FIXED if node in _FIXED_WIDTH else _OTHER  # unknown names fail in parsing
         if isinstance(node, list):
             for branch in node:
                 walk(branch, namespace, stack, depth + 1)
-            return False  # a union always writes its branch index
+            return _OTHER  # a union always writes its branch index (a varint)
         if not isinstance(node, dict):
             raise DecodeError("schema_mismatch", f"bad schema node {type(node).__name__}")
         kind = node.get("type")
@@ -162,28 +173,31 @@ def check_schema_safe(schema: Any) -> None:
             ns = str(node.get("namespace", namespace))
             full = name if "." in name or not ns else f"{ns}.{name}"
             if kind == "enum":
-                named[full] = False
-                return False
-            if kind == "fixed":
-                named[full] = node.get("size") == 0
-                return named[full]
-            inner = (*stack, full, name)
-            fields = node.get("fields", [])
-            if not isinstance(fields, list):
-                raise DecodeError("schema_mismatch", "record fields is not a list")
-            zero = all(
-                [
+                named[full] = _OTHER
+            elif kind == "fixed":
+                named[full] = _ZERO if node.get("size") == 0 else _FIXED
+            else:
+                fields = node.get("fields", [])
+                if not isinstance(fields, list):
+                    raise DecodeError("schema_mismatch", "record fields is not a list")
+                inner = (*stack, full, name)
+                kinds = {
                     walk(f.get("type") if isinstance(f, dict) else None, ns, inner, depth + 1)
                     for f in fields
-                ]
-            )
-            named[full] = zero
-            return zero
+                }
+                named[full] = _OTHER if _OTHER in kinds else _FIXED if _FIXED in kinds else _ZERO
+            return named[full]
         if kind in ("array", "map"):
-            items = node.get("items" if kind == "array" else "values")
-            if walk(items, namespace, stack, depth + 1) and kind == "array":
+            items = walk(
+                node.get("items" if kind == "array" else "values"), namespace, stack, depth + 1
+            )
+            if items == _ZERO and kind == "array":
                 raise DecodeError("schema_mismatch", "array of zero-size items")
-            return False
+            if items == _FIXED:
+                raise DecodeError(
+                    "schema_mismatch", f"{kind} of fixed-width items (unbounded skip)"
+                )
+            return _OTHER
         return walk(kind, namespace, stack, depth + 1)
 
     walk(schema, "", (), 0)

@@ -221,6 +221,8 @@ class ZtfDecoder:
             raise DecodeError("empty_lightcurve", "container file holds no alert")
         out: list[DecodedAlert] = []
         for record in records:
+            if not isinstance(record, dict):  # e.g. a writer schema that is a fixed named alert
+                raise DecodeError("schema_mismatch", f"alert is a {type(record).__name__}")
             out.extend(self._alert(record))
         return out
 

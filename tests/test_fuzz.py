@@ -33,7 +33,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.avro import MAX_MESSAGE_BYTES, REASONS, frame, write_body
@@ -308,9 +308,8 @@ ZTF_RECORD = {
 }
 
 
-# ---- Known decoder issues (reported; each has a strict xfail reproducer below). The generated
-# cases are kept out of the property tests with `assume` so that a run cannot hang: remove the
-# filters together with the xfail marks once broker/avro.py rejects these schemas.
+# ---- Formerly known decoder issues, found by this file and fixed in broker/avro.py and
+# broker/decode.py; the regression tests below keep them fixed.
 _EOF_UNCHECKED = {"float", "double", "boolean"}
 
 
@@ -376,11 +375,6 @@ def unbounded_skip(schema: Any) -> bool:
     return walk(schema)
 
 
-def named_like_the_alert(schema: Any) -> bool:
-    """A top-level fixed writer schema: fastavro resolves it to bytes when the names match."""
-    return isinstance(schema, dict) and schema.get("type") == "fixed"
-
-
 @FUZZ
 @given(
     schema=SCHEMAS,
@@ -391,7 +385,6 @@ def test_ztf_containers_with_generated_writer_schemas(
     schema: Any, block: bytes, count: int, decoders: Any
 ) -> None:
     """Any writer schema the producer embeds, with any data: DecodeError or alerts, bounded."""
-    assume(not unbounded_skip(schema) and not named_like_the_alert(schema))
     check_decoder(decoders["ztf"], _container(schema, block, count))
 
 
@@ -401,7 +394,6 @@ def test_ztf_alerts_with_a_hostile_extra_field(
     extra: Any, tail: bytes, count: int, decoders: Any
 ) -> None:
     """A real-shaped alert plus a field of a generated type the reader skips, with any bytes."""
-    assume(not unbounded_skip(extra))
     writer = json.loads(json.dumps(ZTF_LIKE))
     writer["fields"].append({"name": "extra", "type": extra})
     body = write_body(fastavro.parse_schema(ZTF_LIKE), ZTF_RECORD) + tail
@@ -417,13 +409,7 @@ def test_generated_schemas_do_reach_the_decoder(decoders: Any) -> None:
     assert check_decoder(decoders["ztf"], _container(writer, body)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known issue: fastavro skips arrays of float/double/boolean/fixed items without an "
-    "end-of-data check, and check_schema_safe admits such arrays in embedded ZTF writer schemas: "
-    "a ~200-byte message claiming 2**62 items hangs the consumer (time grows with the claim)",
-)
-def test_known_issue_skipped_array_of_doubles_is_bounded(decoders: Any) -> None:
+def test_skipped_array_of_doubles_is_refused_not_skipped(decoders: Any) -> None:
     writer = json.loads(json.dumps(ZTF_LIKE))
     writer["fields"].append({"name": "extra", "type": {"type": "array", "items": "double"}})
     assert unbounded_skip(writer)
@@ -439,15 +425,9 @@ def test_known_issue_skipped_array_of_doubles_is_bounded(decoders: Any) -> None:
     assert large_s < small_s + 0.05, f"{large_s:.2f} s for a claim of 10**7 items"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known issue: a writer schema that is a fixed named 'alert' resolves to bytes and "
-    "ZtfDecoder raises AttributeError instead of DecodeError (the pipeline dead-letters it as "
-    "processing_error, so the stream goes on)",
-)
-def test_known_issue_top_level_fixed_writer_schema(decoders: Any) -> None:
+def test_top_level_fixed_writer_schema_is_a_decode_error(decoders: Any) -> None:
     message = _container({"type": "fixed", "name": "alert", "size": 2}, b"ab")
-    check_decoder(decoders["ztf"], message)
+    assert check_decoder(decoders["ztf"], message) is not None
 
 
 # ---------------------------------------------------------------- Rubin and lightcurve records
