@@ -11,7 +11,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from broker.avro import SCHEMA_DIR
@@ -154,6 +161,11 @@ class BrokerSettings(BaseSettings):
         if redact:
             conf = {k: "**********" if k in _SECRET_KEYS else v for k, v in conf.items()}
         return conf
+
+    @field_serializer("kafka_extra")
+    def _dump_extra(self, value: dict[str, str]) -> dict[str, str]:
+        """model_dump / model_dump_json mask passthrough secrets, as SecretStr fields are."""
+        return {k: "**********" if k in _SECRET_KEYS else v for k, v in value.items()}
 
     def __repr_args__(self) -> Any:
         """Hide passthrough secrets too (SecretStr fields already print as stars)."""

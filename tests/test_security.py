@@ -168,3 +168,13 @@ def test_running_consumer_prints_and_serves_no_secret(tmp_path: Path) -> None:
     assert ready is not None
     assert ready[0] == 503  # no partition: the cluster is unreachable
     assert_no_secret(ready[1], "/readyz")
+
+
+def test_model_dump_masks_passthrough_secrets():
+    from broker.settings import BrokerSettings
+
+    s = BrokerSettings(kafka_extra={"ssl.key.password": "hunter2-key", "linger.ms": "5"})
+    assert "hunter2-key" not in str(s.model_dump())
+    assert "hunter2-key" not in s.model_dump_json()
+    assert s.model_dump()["kafka_extra"]["linger.ms"] == "5"
+    assert s.kafka_config()["ssl.key.password"] == "hunter2-key"  # the one place it is rendered
