@@ -34,8 +34,8 @@ class Budget:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # 5 seeded stratified 80/20 splits
     variant_epochs: int = 150  # bin variants and RPCA retraining (modest, stated in the doc)
     variant_patience: int = 20
-    pair_epochs: int = 60  # each of the 21 binary classifiers
-    pair_patience: int = 10
+    pair_epochs: int = 200  # each of the 21 binary classifiers
+    pair_patience: int = 20
     deep_epochs: int = 15  # fixed, no early stopping: the deep net is ~50x the shallow per image
     transfer_epochs: int = 500  # as the 7-class run
     transfer_patience: int = 30

@@ -28,6 +28,11 @@ def _spread(rows: list[dict[str, Any]], key: str) -> str:
     return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f}"
 
 
+def _ep(p: dict[str, Any]) -> str:
+    """Epochs run and the best (kept) epoch; a best epoch at the end means still improving."""
+    return f"{p['epochs_run']} ({p['best_epoch']})"
+
+
 def _cmd(name: str) -> str:
     return f"Regenerate: `{COMMAND} --only {name} --force`"
 
@@ -164,14 +169,15 @@ def _pairwise(store: Store, out: list[str]) -> None:
         "Paper: not available for every cell.\n"
     )
     out.append(
-        "| pair | n test | CNN recall | CNN F1 | CNN MCC | RF MCC | RF weighted MCC | paper |"
+        "| pair | n test | CNN recall | CNN F1 | CNN MCC | epochs (best) | RF MCC "
+        "| RF weighted MCC | paper |"
     )
-    out.append("|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     for key, p in doc["parts"].items():
         c, rf, rfw = p["cnn"], p["rf"], p["rf_weighted"]
         out.append(
             f"| {key} | {c['n']} | {_f(c['macro_recall'])} | {_f(c['macro_f1'])} | "
-            f"{_f(c['mcc'])} | {_f(rf['mcc'])} | {_f(rfw['mcc'])} | {NA} |"
+            f"{_f(c['mcc'])} | {_ep(c)} | {_f(rf['mcc'])} | {_f(rfw['mcc'])} | {NA} |"
         )
     out.append(
         "\nPer-class recalls and the forests' recall/F1 are in `docs/results/pairwise.json`.\n"
@@ -217,16 +223,27 @@ def _rpca(store: Store, out: list[str]) -> None:
         "These definitions are ours (the paper's are not available).\n"
     )
     out.append(
-        "| variant | accuracy | balanced accuracy | macro F1 | epochs | background sum | paper |"
+        "| variant | accuracy | balanced accuracy | macro F1 | epochs (best) | background sum "
+        "| paper |"
     )
     out.append("|---|---|---|---|---|---|---|")
     for key, p in doc["parts"].items():
         out.append(
             f"| {key} | {_f(p['accuracy'])} | {_f(p['balanced_accuracy'])} | "
-            f"{_f(p['macro_f1'])} | {p['epochs_run']} | {p.get('background_sum', '–')} | {NA} |"
+            f"{_f(p['macro_f1'])} | {_ep(p)} | {p.get('background_sum', '–')} | {NA} |"
         )
     if (store.folder / "rpca_backgrounds.png").exists():
         out.append("\n![backgrounds](results/rpca_backgrounds.png)\n")
+    info = next((p["pcp"] for p in doc["parts"].values() if "pcp" in p), None)
+    if info:
+        ranks = ", ".join(f"{k} {v['rank']} of {v['n']}" for k, v in info.items())
+        out.append(
+            f"Rank of the PCP low-rank part (images per class): {ranks}. With the standard λ the "
+            "\"background\" keeps most of each class's structure, far from the authors' rank 1 "
+            "(docs/paper.md 3.4); a rank-1 or larger-λ background is the obvious next run. Epochs "
+            "(best): a best epoch at the last epoch means the run was still improving when the "
+            "budget ended.\n"
+        )
     out.append(_cmd("rpca") + "\n")
 
 
@@ -246,14 +263,21 @@ def _bins(store: Store, out: list[str]) -> None:
         f"a modest budget: ≤{s['epochs']} epochs, patience {s['patience']}.\n"
     )
     out.append(
-        "| grid | image (dt × dm) | accuracy | balanced accuracy | macro F1 | epochs | paper |"
+        "| grid | image (dt × dm) | accuracy | balanced accuracy | macro F1 | epochs (best) "
+        "| paper |"
     )
     out.append("|---|---|---|---|---|---|---|")
     for key, p in doc["parts"].items():
         shape = "×".join(str(x) for x in p["grid_shape"])
         out.append(
             f"| {key} | {shape} | {_f(p['accuracy'])} | {_f(p['balanced_accuracy'])} | "
-            f"{_f(p['macro_f1'])} | {p['epochs_run']} | {NA} |"
+            f"{_f(p['macro_f1'])} | {_ep(p)} | {NA} |"
+        )
+    padded = [k for k, p in doc["parts"].items() if p.get("zero_padding_dm")]
+    if padded:
+        out.append(
+            f"\n{', '.join(padded)}: the shallow net's valid 5×5 convolutions need at least 14 dm "
+            "bins, so those images were zero-padded symmetrically on the dm axis to 14."
         )
     out.append("\n" + _cmd("bins") + "\n")
 
