@@ -1,0 +1,234 @@
+"""Issue 7's baseline table: every model on the same held-out part and 5 folds of the CRTS data.
+
+    python scripts/beyond_paper.py             # full run: docs/beyond/*.json, docs/beyond.md
+    python scripts/beyond_paper.py --quick     # 12 curves per class, tiny models
+    python scripts/beyond_paper.py --models gbm_periodic_balanced_7 --parts fold0,held_out
+
+Each model's parts are saved to ``<out>/<model>.json`` as they finish, so an interrupted run
+resumes where it stopped; feature matrices are cached under ``--cache``. The markdown is written
+from whatever JSON is there, with the number of folds each row rests on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dmdt.lightcurves import LightCurve  # noqa: E402
+from trainer import beyond, beyond_models, periodic  # noqa: E402
+from trainer import features as paper_features  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row of the table: a model on a class set with a feature matrix."""
+
+    name: str
+    class_set: str
+    features: str  # "periodic", "paper18" or "dmdt"
+    kind: str  # "gbm", "gbm_balanced", "rf", "rf_weighted", "cnn"
+    label: str
+
+
+N = len(periodic.FEATURE_NAMES)
+SPECS = (
+    Spec("gbm_periodic_balanced_7", "7", "periodic", "gbm_balanced",
+         f"LightGBM, {N} periodic features, balanced"),
+    Spec("gbm_periodic_7", "7", "periodic", "gbm", f"LightGBM, {N} periodic features"),
+    Spec("rf_paper18_7", "7", "paper18", "rf", "random forest, paper's 18 features"),
+    Spec("rf_paper18_weighted_7", "7", "paper18", "rf_weighted",
+         "random forest, paper's 18 features, balanced"),
+    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/default setup)"),
+    Spec("gbm_periodic_balanced_16", "16", "periodic", "gbm_balanced",
+         f"LightGBM, {N} periodic features, balanced"),
+    Spec("rf_paper18_16", "16", "paper18", "rf", "random forest, paper's 18 features"),
+)  # fmt: skip
+
+FEATURES: dict[str, Callable[[Sequence[LightCurve]], np.ndarray]] = {
+    "periodic": lambda lcs: periodic.features(lcs)[0],
+    "paper18": lambda lcs: paper_features.features(lcs),
+    "dmdt": beyond_models.cnn_images,
+}
+
+
+# cache file names: a change in the periodic features' definitions invalidates cache and results
+FEATURE_IDS = {
+    "periodic": f"periodic_v{periodic.FEATURES_VERSION}",
+    "paper18": "paper18",
+    "dmdt": "dmdt_mahabal2017",
+}
+
+
+class Runner:
+    """Datasets and feature matrices, built once; the 7-class rows reuse the 16-type features."""
+
+    def __init__(self, budget: beyond.Budget, out: Path, cache: Path) -> None:
+        self.budget, self.out, self.cache = budget, out, cache
+        self._ds: dict[str, beyond.Dataset] = {}
+        self.cost_ms: dict[str, float] = {}
+
+    def dataset(self, class_set: str) -> beyond.Dataset:
+        if class_set not in self._ds:
+            self._ds[class_set] = beyond.Dataset(class_set, self.budget, self.out)
+        return self._ds[class_set]
+
+    def features(self, ds: beyond.Dataset, name: str) -> np.ndarray:
+        full = self.dataset("16")
+        x, ms = beyond.cached_features(full, FEATURE_IDS[name], FEATURES[name], self.cache)
+        self.cost_ms[name] = ms
+        if ds is full:
+            return x
+        row = {(lc.source_id, lc.label): i for i, lc in enumerate(full.lcs)}
+        return x[[row[(lc.source_id, lc.label)] for lc in ds.lcs]]
+
+    def run(self, spec: Spec, parts: Sequence[str]) -> dict[str, Any]:
+        ds = self.dataset(spec.class_set)
+        x = self.features(ds, spec.features)
+        n_classes = len(ds.classes)
+        b = self.budget
+        settings: dict[str, Any]
+        if spec.kind.startswith("gbm"):
+            balanced = spec.kind == "gbm_balanced"
+            fp = beyond_models.gbm(x, n_classes, b, balanced)
+            settings = {"trees": b.gbm_trees, "balanced": balanced, **beyond_models.GBM_SETTINGS}
+        elif spec.kind.startswith("rf"):
+            weighted = spec.kind == "rf_weighted"
+            fp = beyond_models.forest(x, b, weighted)
+            settings = {"trees": b.rf_trees, "weighted": weighted}
+        else:
+            fp = beyond_models.shallow_cnn(x, n_classes, b)
+            settings = {"epochs": b.cnn_epochs, "patience": b.cnn_patience, "val_frac": 0.1}
+        meta = {
+            "label": spec.label,
+            "features": spec.features,
+            "features_id": FEATURE_IDS[spec.features],
+            "feature_ms_per_curve": round(self.cost_ms[spec.features], 3),
+            "n_features": int(x.shape[1]),
+            "settings": settings,
+            "budget": beyond.budget_dict(b),
+        }
+        return beyond.run_model(spec.name, ds, fp, self.out, meta, parts)
+
+
+def fmt(stat: dict[str, Any] | None) -> tuple[str, str]:
+    """'mean ± std' over folds and the held-out value, as text."""
+    if not stat or stat.get("mean") is None:
+        return "-", "-"
+    held = "-" if stat.get("held_out") is None else f"{stat['held_out']:.3f}"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}", held
+
+
+def write_doc(out: Path, doc_path: Path, command: str) -> None:
+    """docs/beyond.md from the JSON files in ``out``."""
+    docs = {s.name: json.loads((out / f"{s.name}.json").read_text())
+            for s in SPECS if (out / f"{s.name}.json").exists()}  # fmt: skip
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    lines = [
+        "# Beyond the paper: the baseline table (issue 7)",
+        "",
+        f"Generated by `{command}` from `{shown}/*.json`"
+        " (one file per model, one entry per part; rerun to resume or refresh).",
+        "",
+        "Split: 20% of each class held out first (stratified, seed 0; for the seven classes this"
+        " is the held-out set of `dmdt-train fit --seed 0` and models/default), then 5 stratified"
+        " folds (seed 0) of the rest; fold ids per source id in `folds_7.json` and `folds_16.json`."
+        " Fold columns: mean ± std over the folds run (train on 4 folds, score the 5th);"
+        " held-out: train on all 5 folds, score the held-out part. Features: wall ms per light"
+        " curve on one thread, measured over the whole data set (2-core shared machine).",
+        "",
+    ]
+    for class_set, title in (("7", "Seven paper classes"), ("16", "All 16 CRTS types")):
+        rows = [(s, docs[s.name]) for s in SPECS if s.class_set == class_set and s.name in docs]
+        if not rows:
+            continue
+        lines += [f"## {title}", ""]
+        lines += [
+            "| model | folds | accuracy | held-out | macro-F1 | held-out | RRd recall | held-out "
+            "| features ms/curve |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for spec, d in rows:
+            s = d["summary"]
+            acc, f1 = fmt(s["accuracy"]), fmt(s["macro_f1"])
+            rrd = fmt(s["per_class_recall"].get("RRd"))
+            lines.append(
+                f"| {spec.label} (`{spec.name}`) | {s['n_folds']} | {acc[0]} | {acc[1]} | {f1[0]}"
+                f" | {f1[1]} | {rrd[0]} | {rrd[1]} | {d['feature_ms_per_curve']:.1f} |"
+            )
+        lines.append("")
+        best_spec, best = max(rows, key=lambda r: r[1]["summary"]["macro_f1"]["mean"] or 0.0)
+        s = best["summary"]
+        lines += [
+            f"Per-class recall of `{best_spec.name}` (fold mean / held-out):",
+            "",
+            "| " + " | ".join(best["classes"]) + " |",
+            "|" + "---|" * len(best["classes"]),
+            "| "
+            + " | ".join("{} / {}".format(*fmt(s["per_class_recall"][c])) for c in best["classes"])
+            + " |",
+            "",
+        ]
+        if "oof_confusion_matrix" in s:
+            lines += [
+                "Out-of-fold confusion matrix (rows true, columns predicted, summed over folds):",
+                "",
+                "| true \\ pred | " + " | ".join(best["classes"]) + " |",
+                "|---|" + "---|" * len(best["classes"]),
+            ]
+            for c, r in zip(best["classes"], s["oof_confusion_matrix"], strict=True):
+                lines.append(f"| {c} | " + " | ".join(str(v) for v in r) + " |")
+            lines.append("")
+    doc_path.parent.mkdir(parents=True, exist_ok=True)
+    doc_path.write_text("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the models named (all by default) on the parts named, then write the markdown."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="12 curves per class, tiny models")
+    p.add_argument("--out", type=Path, help="JSON folder (docs/beyond; quick: build/beyond-quick)")
+    p.add_argument("--cache", type=Path, help="feature cache (build/beyond-cache[-quick])")
+    p.add_argument("--doc", type=Path, help="markdown (docs/beyond.md; quick: <out>/beyond.md)")
+    p.add_argument("--models", default="", help="comma-separated names (default: all)")
+    p.add_argument("--parts", default="", help="comma-separated parts (default: all 6)")
+    p.add_argument("--doc-only", action="store_true", help="only rewrite the markdown")
+    args = p.parse_args(argv)
+    budget = beyond.QUICK if args.quick else beyond.FULL
+    out = args.out or (ROOT / ("build/beyond-quick" if args.quick else "docs/beyond"))
+    cache = args.cache or (
+        ROOT / ("build/beyond-cache-quick" if args.quick else "build/beyond-cache")
+    )
+    doc = args.doc or (out / "beyond.md" if args.quick else ROOT / "docs/beyond.md")
+    names = [n for n in args.models.split(",") if n] or [s.name for s in SPECS]
+    unknown = set(names) - {s.name for s in SPECS}
+    if unknown:
+        p.error(f"unknown model(s) {sorted(unknown)}; known: {[s.name for s in SPECS]}")
+    parts = [x for x in args.parts.split(",") if x] or list(beyond.PARTS)
+    if args.doc_only:
+        write_doc(out, doc, "python scripts/beyond_paper.py" + (" --quick" if args.quick else ""))
+        return 0
+    runner = Runner(budget, out, cache)
+    for spec in SPECS:
+        if spec.name in names:
+            t0 = time.perf_counter()
+            print(f"{spec.name}:", flush=True)
+            runner.run(spec, parts)
+            print(f"{spec.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    write_doc(out, doc, "python scripts/beyond_paper.py" + (" --quick" if args.quick else ""))
+    print(f"wrote {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

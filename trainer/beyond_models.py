@@ -1,0 +1,102 @@
+"""The models issue 7 compares on the harness's split: gradient boosting on the periodic features,
+the random forest on the paper's 18 features, and the shallow dmdt CNN (as ``dmdt-train fit``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dmdt.grids import get_grid
+from dmdt.lightcurves import LightCurve
+from trainer import data
+from trainer.beyond import Budget, FitPredict
+from trainer.forest import make_forest
+
+
+def make_gbm(n_classes: int, trees: int, balanced: bool, seed: int = 0) -> Any:
+    """A seeded LightGBM classifier on one thread (lightgbm is imported here: optional)."""
+    import lightgbm as lgb
+
+    return lgb.LGBMClassifier(
+        n_estimators=trees,
+        learning_rate=0.05,
+        num_leaves=31,
+        min_child_samples=10,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.5,
+        reg_lambda=1.0,
+        class_weight="balanced" if balanced else None,
+        objective="multiclass" if n_classes > 2 else "binary",
+        random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=1,
+        verbose=-1,
+    )
+
+
+GBM_SETTINGS = {
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 10,
+    "subsample": 0.8,
+    "colsample_bytree": 0.5,
+    "reg_lambda": 1.0,
+    "early_stopping": "none (fixed number of trees)",
+}
+
+
+def gbm(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool) -> FitPredict:
+    """Gradient boosting on feature matrix ``x`` (NaN allowed: LightGBM routes missing values)."""
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        model = make_gbm(n_classes, budget.gbm_trees, balanced).fit(x[train], y)
+        return np.asarray(model.predict(x[test]))
+
+    return fit_predict
+
+
+def forest(x: np.ndarray, budget: Budget, weighted: bool) -> FitPredict:
+    """The paper-baseline random forest (trainer.forest) on feature matrix ``x``."""
+    x = np.nan_to_num(x)
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        model = make_forest(weighted, 0, budget.rf_trees).fit(x[train], y)
+        return np.asarray(model.predict(x[test]))
+
+    return fit_predict
+
+
+def cnn_images(lcs: Sequence[LightCurve]) -> np.ndarray:
+    """The paper's uint8 dmdt images on the default grid, flattened to ``(n, 24 * 22)`` so that
+    they cache like a feature matrix."""
+    grid = get_grid("mahabal2017")
+    return data.images(lcs, grid).reshape(len(lcs), -1)
+
+
+def shallow_cnn(flat_images: np.ndarray, n_classes: int, budget: Budget) -> FitPredict:
+    """The shallow CNN trained as ``dmdt-train fit`` trains it (10% of the training part for early
+    stopping, split seed 1; Adam 2e-4, batch 32, one thread; trainer.experiments.common)."""
+    from trainer.experiments.common import predict_logits, to_batch, train_cnn
+
+    images = flat_images.reshape(-1, *get_grid("mahabal2017").shape)
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        labels = np.zeros(images.shape[0], dtype=np.int64)
+        labels[train] = y
+        net, _ = train_cnn(
+            images,
+            labels,
+            train,
+            n_classes=n_classes,
+            arch="shallow",
+            epochs=budget.cnn_epochs,
+            patience=budget.cnn_patience,
+            seed=0,
+        )
+        return predict_logits(net, to_batch(images[test])).argmax(axis=1)
+
+    return fit_predict
