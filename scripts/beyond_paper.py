@@ -187,6 +187,15 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
             "the residuals of the harmonic fit) is most of it.",
             "",
         ]
+    lines += [
+        f"The {N} periodic features (`trainer/periodic.py`, version {periodic.FEATURES_VERSION}):"
+        " light-curve's broad set `"
+        + "`, `".join(periodic.FEATURE_NAMES[: -len(periodic.REST)])
+        + "`; periods and shape `"
+        + "`, `".join(periodic.REST)
+        + "`.",
+        "",
+    ]
     for class_set, title in (("7", "Seven paper classes"), ("16", "All 16 CRTS types")):
         rows = [(s, docs[s.name]) for s in SPECS if s.class_set == class_set and s.name in docs]
         if not rows:

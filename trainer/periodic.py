@@ -110,12 +110,8 @@ DOUBLE_NAMES = (
     "residual_period_snr",
     "residual_period_ratio",  # min/max of residual period and P: 0.74-0.75 for RRd
 )
-FEATURE_NAMES: tuple[str, ...] = (
-    *_BROAD.names,
-    *PERIOD_NAMES,
-    *HARMONIC_NAMES,
-    *DOUBLE_NAMES,
-)
+REST = (*PERIOD_NAMES, *HARMONIC_NAMES, *DOUBLE_NAMES)  # computed here, after the broad set
+FEATURE_NAMES: tuple[str, ...] = (*_BROAD.names, *REST)
 
 
 def gls_power(t: np.ndarray, y: np.ndarray, w: np.ndarray, freqs: np.ndarray) -> np.ndarray:
@@ -310,6 +306,5 @@ def features(
         "fits": t3 - t2,
         "total": t4 - t0,
     }
-    names = (*PERIOD_NAMES, *HARMONIC_NAMES, *DOUBLE_NAMES)
-    rest = np.array([[row[n] for n in names] for row in rows], dtype=np.float64)
+    rest = np.array([[row[n] for n in REST] for row in rows], dtype=np.float64)
     return np.concatenate([broad, rest], axis=1), timing
