@@ -36,7 +36,7 @@ class Budget:
     variant_patience: int = 20
     pair_epochs: int = 200  # each of the 21 binary classifiers
     pair_patience: int = 20
-    deep_epochs: int = 15  # fixed, no early stopping: the deep net is ~50x the shallow per image
+    deep_epochs: int = 60  # fixed, no early stopping: the deep net is ~50x the shallow per image
     transfer_epochs: int = 500  # as the 7-class run
     transfer_patience: int = 30
     transfer_frac: float = 0.15  # share of EROS-1 objects used to fine-tune
