@@ -1,0 +1,149 @@
+"""kill -9 of a `dmdt-broker run` process, twice, mid-stream, restarted on the same state dir
+(Tansu): the state that comes back is exact, every alert is classified, the last classification of
+every source is the offline one of the whole light curve, every input offset is committed. Also
+the narrowest crash window on its own: rows acknowledged on the changelog but not yet in the
+local store are restored from the changelog on the next assignment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stream_helpers import crts_curves, tiny_model
+from test_changelog import Owner, changelog_settings  # noqa: F401 (a fixture)
+from test_faults import read_all
+from test_store import alerts
+
+from broker.encode import decode_classification
+from broker.kafka import AlertConsumer, PartitionReader
+from broker.replay import load_source, replay_to_topic
+from broker.store import RocksStore, StateStoreError, decode_row, store_path
+from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from dmdt import engine
+from dmdt.grids import get_grid
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import acceptance_scaleout as acceptance
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+N_SOURCES = 6
+
+
+def test_kill_9_twice_mid_stream(kafka_settings, make_topic, tmp_path: Path) -> None:
+    model = tiny_model(tmp_path / "model").path
+    lc_topic, out_topic, dlq = make_topic(2), make_topic(2), make_topic(1)
+    group = unique_name("group")
+    summary = replay_to_topic(kafka_settings, load_source("crts"), lc_topic,
+                              limit_sources=N_SOURCES)  # fmt: skip
+    conf = {**TEST_CONSUMER_OVERRIDES, "auto.commit.interval.ms": 500}
+    env = {
+        **os.environ,
+        "DMDT_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "DMDT_KAFKA_EXTRA": ",".join(f"{k}={v}" for k, v in conf.items()),
+        "DMDT_METRICS_PORT": "0", "DMDT_DEVICE": "cpu", "DMDT_TORCH_THREADS": "1",
+        "DMDT_STATE_DIR": str(tmp_path / "state"),
+    }  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "broker.cli", "-v", "run", "--input", f"{lc_topic}:lightcurve",
+        "--output", out_topic, "--dead-letter", dlq, "--group", group, "--model", str(model),
+        "--batch-size", "20", "--batch-wait-ms", "10", "--min-points", "2",
+    ]  # fmt: skip
+    readers = []
+    for p in range(2):
+        reader = PartitionReader(kafka_settings)
+        reader.seek(out_topic, p, 0)
+        readers.append(reader)
+    seen = [0]
+
+    def outputs_reach(n: int, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while seen[0] < n:
+            assert proc.poll() is None, f"the consumer exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"{seen[0]} outputs, waiting for {n}"
+            seen[0] += sum(len(r.read(5000, 0.05)) for r in readers)
+
+    procs = []
+    try:
+        for fraction in (0.25, 0.6):  # two kills mid-stream, each restarted on the same dir
+            proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            outputs_reach(int(fraction * summary.alerts), proc)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        procs.append(proc)
+        outputs_reach(summary.alerts - N_SOURCES, proc, 180)  # all but each source's first
+        deadline = time.monotonic() + 120
+        curves = crts_curves(N_SOURCES)
+        full = {lc.source_id: len(lc) for lc in curves}
+        while True:  # every source's full classification is out
+            outputs = [
+                decode_classification(r.value) for r in read_all(kafka_settings, out_topic, 2)
+            ]
+            done = {c.source_id for c in outputs if c.n_points == full[c.source_id]}
+            if done == set(full):
+                break
+            assert time.monotonic() < deadline, f"{len(done)} of {len(full)} sources complete"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for r in readers:
+            r.close()
+    stream = read_all(kafka_settings, lc_topic, 2)
+    outputs = [decode_classification(r.value) for r in read_all(kafka_settings, out_topic, 2)]
+    figures = acceptance.Figures(alerts=len(stream))
+    acceptance.check_outputs(figures, outputs, stream, curves, str(model))
+    assert figures.alerts_without_output == 0
+    assert figures.wrong_n_points == 0
+    assert figures.wrong_probabilities == 0
+    with RocksStore(store_path(tmp_path / "state", group)) as store:
+        rows = {k: decode_row(v, get_grid()) for k, v in store.rows()}
+    assert acceptance.wrong_histograms(rows, curves) == 0
+    probe = AlertConsumer(kafka_settings, group_id=group, overrides=TEST_CONSUMER_OVERRIDES)
+    try:
+        committed = probe.committed([(lc_topic, 0), (lc_topic, 1)])
+    finally:
+        probe.close()
+    assert sum(committed.values()) == summary.alerts, err
+
+
+def test_rows_acknowledged_but_not_stored_are_restored(changelog_settings, tmp_path):  # noqa: F811
+    s = changelog_settings
+    (topic,) = s.input_topics
+    part = (topic, 0)
+    curves = crts_curves(3)
+    keys, _, t, m, e, off = alerts(curves, 0, 30)
+    owner = Owner(s, tmp_path / "a")
+    try:
+        owner.restore([part])
+        owner.state.update(keys, [part] * len(keys), t, m, e, off)
+
+        def crash(*_args, **_kwargs):  # the process dies after the changelog acknowledged
+            raise StateStoreError("killed")
+
+        owner.state.store.write = crash  # type: ignore[method-assign]
+        with pytest.raises(StateStoreError):
+            owner.state.flush([part])
+    finally:
+        owner.close()
+    again = Owner(s, tmp_path / "a")  # restarted on the same store
+    try:
+        assert list(again.state.store.rows()) == []  # the store never saw the rows...
+        again.restore([part])  # ...the changelog did
+        rows = again.rows()
+        for lc in curves:
+            row = rows[(lc.source_id, "V")]
+            np.testing.assert_array_equal(row["counts"], engine.counts(lc.t[:30], lc.m[:30]))
+    finally:
+        again.close()
