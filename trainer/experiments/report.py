@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def _spread(rows: list[dict[str, Any]], key: str) -> str:
 def _ep(p: dict[str, Any]) -> str:
     """Epochs run and the best (kept) epoch; a best epoch at the end means still improving."""
     return f"{p['epochs_run']} ({p['best_epoch']})"
+
+
+def _secs(doc: dict[str, Any]) -> str:
+    """Mean training seconds over a document's parts."""
+    return f"{np.mean([p['train_seconds'] for p in doc['parts'].values()]):.0f}"
 
 
 def _cmd(name: str) -> str:
@@ -90,7 +96,7 @@ def _seven(store: Store, out: list[str]) -> None:
                 "shallow CNN",
                 list(seven["parts"].values()),
                 f"Adam 2e-4, batch 32, ≤{s['epochs']} epochs, "
-                f"early stopping patience {s['patience']}",
+                f"early stopping patience {s['patience']}; {_secs(seven)} s of training per split",
             )
         )
     if deep:
@@ -99,7 +105,8 @@ def _seven(store: Store, out: list[str]) -> None:
                 "deep CNN (reduced budget)",
                 list(deep["parts"].values()),
                 f"**fixed {deep['settings']['epochs']} epochs only** (best val-loss epoch kept); "
-                "not converged: a CPU budget, not the paper's training",
+                "not converged: a CPU budget, not the paper's training; "
+                f"{_secs(deep)} s of training on one thread",
             )
         )
     if forest:
@@ -374,6 +381,41 @@ def _figures(store: Store) -> None:
     plt.close(fig)
 
 
+# The budget fields each experiment depends on.
+BUDGET_KEYS = {
+    "forest": ("per_class", "seeds", "trees"),
+    "composites": ("per_class",),
+    "transfer": ("eros_per_class", "transfer_epochs", "transfer_patience", "transfer_frac"),
+    "bins": ("per_class", "variant_epochs", "variant_patience"),
+    "pairwise": ("per_class", "pair_epochs", "pair_patience", "trees"),
+    "rpca": ("per_class", "variant_epochs", "variant_patience", "cadence_per_class"),
+    "seven_class": ("per_class", "seeds", "seven_epochs", "seven_patience"),
+    "deep": ("per_class", "deep_epochs"),
+}
+
+
+def _budgets(store: Store, budget: Budget, out: list[str]) -> None:
+    """List the cached experiments computed under other settings than the current budget."""
+    now = json.loads(json.dumps(budget.to_dict()))  # tuples as JSON lists, like the cache
+    lines = []
+    for name, keys in BUDGET_KEYS.items():
+        doc = store.read(name)
+        if doc is None:
+            continue
+        then = doc.get("budget", {})
+        diff = [f"{k} {then.get(k)} (now {now[k]})" for k in keys if then.get(k) != now[k]]
+        if diff:
+            lines.append(f"- `{name}`: {', '.join(diff)}; `{COMMAND} --only {name} --force`")
+    if lines:
+        out.append("## Cached under an older budget\n")
+        out.append(
+            "These results stand as computed; the current budget in "
+            "`trainer/experiments/common.py` asks for more:\n"
+        )
+        out.extend(lines)
+        out.append("")
+
+
 def write(store: Store, doc: Path, budget: Budget) -> None:
     """Rewrite the results document from the JSON in ``store``."""
     _figures(store)
@@ -392,6 +434,7 @@ def write(store: Store, doc: Path, budget: Budget) -> None:
         out.append(f"**Smoke run ({budget.name} budget): these numbers mean nothing.**\n")
     for section in (_data, _seven, _pairwise, _images, _rpca, _bins, _transfer):
         section(store, out)
+    _budgets(store, budget, out)
     doc.parent.mkdir(parents=True, exist_ok=True)
     rel = Path(os.path.relpath(store.folder, doc.parent)).as_posix()
     doc.write_text("\n".join(out).replace("](results/", f"]({rel}/") + "\n")
