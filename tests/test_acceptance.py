@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import acceptance_scaleout as acceptance  # noqa: E402
+import acceptance_scaleout as acceptance
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
