@@ -242,7 +242,7 @@ def test_bad_ipac_files_name_file_and_line(tmp_path, text, line, message):
 # ---------------------------------------------------------------------------------- EROS-1
 
 
-def test_read_eros1_turns_fluxes_into_magnitudes():
+def test_read_eros1_reads_magnitudes():
     path = bundled_path("eros1")
     lcs = read_eros1(path)
     assert len(lcs) == 2 * 3641
@@ -257,18 +257,23 @@ def test_read_eros1_turns_fluxes_into_magnitudes():
     with np.load(path) as z:
         i = int(np.flatnonzero(z["id"] == "135_9613")[0])
         s = slice(z["r_offsets"][i], z["r_offsets"][i + 1])
-        flux, ferr, time = z["r_flux"][s] / 100, z["r_error"][s] / 100, z["r_time"][s] / 100
+        mag, err, time = z["r_flux"][s] / 100, z["r_error"][s] / 100, z["r_time"][s] / 100
+        catalogue_b = z["static_magnitude_b"][i] if "static_magnitude_b" in z else None
     lc = next(x for x in lcs if x.source_id == "135_9613" and x.band == "R")
     assert lc.label == "RRLyrae"
     assert lc.t[0] == 290.34  # days since the EROS epoch, as in the source file
     np.testing.assert_array_equal(lc.t, time)
-    np.testing.assert_allclose(lc.m, -2.5 * np.log10(flux))
-    np.testing.assert_allclose(lc.err, 2.5 / np.log(10) * ferr / flux)
+    np.testing.assert_array_equal(lc.m, mag)
+    np.testing.assert_array_equal(lc.err, err)
+    assert 10 < np.median(lc.m) < 25  # magnitudes, not fluxes
+    b = next(x for x in lcs if x.source_id == "135_9613" and x.band == "B")
+    if catalogue_b is not None:
+        assert abs(np.median(b.m) - catalogue_b) < 0.2
     assert lc.ra == pytest.approx(15 * (5 + 40 / 60 + 51.37 / 3600))
     assert lc.dec == pytest.approx(-(70 + 13 / 60 + 58.78 / 3600))
 
 
-def test_read_eros1_drops_non_positive_flux(tmp_path):
+def test_read_eros1_drops_non_positive_values(tmp_path):
     from dmdt.datasets import write_npz
 
     arrays = {
@@ -285,7 +290,7 @@ def test_read_eros1_drops_non_positive_flux(tmp_path):
     }
     (lc,) = read_eros1(write_npz(tmp_path / "e.npz", arrays), bands=("R",))
     np.testing.assert_array_equal(lc.t, [1.0])
-    assert lc.m[0] == pytest.approx(-2.5 * np.log10(10.0))
+    assert lc.m[0] == pytest.approx(10.0)
 
 
 # -------------------------------------------------------------------------------- cleaning

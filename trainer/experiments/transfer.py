@@ -36,21 +36,19 @@ CRTS_TO_EROS = {
 PREDICTED = ("EB", "RRLyrae", "Mira", "RS_CVn")
 
 
-def as_magnitudes(lc: LightCurve) -> LightCurve:
-    """Undo ``read_eros1``'s m = -2.5 log10(value): the bundled EROS-1 "light points" are already
-    magnitudes (per object their median is within 0.05 mag of the upstream ``magnitude_b``,
-    correlation 0.998, range 13-21), so the reader's conversion shrinks every dm ~18-fold."""
-    value = 10.0 ** (-0.4 * lc.m)
-    return replace(lc, m=value, err=lc.err * value * np.log(10.0) / 2.5)
+def as_if_flux(lc: LightCurve) -> LightCurve:
+    """The light points read as fluxes (m = -2.5 log10(value)), as the upstream description
+    says and the reader once did; they are magnitudes (``read_eros1``), so this shrinks every dm
+    ~18-fold. Kept as one row of the table, for the record."""
+    return replace(lc, m=-2.5 * np.log10(lc.m), err=2.5 / np.log(10.0) * lc.err / lc.m)
 
 
 def transfer(ctx: Context, store: Store, model: str = "default") -> dict[str, Any]:
     """Direct application per band, then fine-tuning vs training from scratch on the same 15%."""
     b = ctx.budget
     crts = load_model(model)
-    as_read = cap_per_class(load_labelled("eros1", min_points=crts.min_points), b.eros_per_class)
-    as_read.sort(key=lambda lc: (lc.source_id, lc.band or ""))
-    lcs = [as_magnitudes(lc) for lc in as_read]
+    lcs = cap_per_class(load_labelled("eros1", min_points=crts.min_points), b.eros_per_class)
+    lcs.sort(key=lambda lc: (lc.source_id, lc.band or ""))
     images = data.images(lcs, crts.grid)
     labels = np.array([EROS_CLASSES.index(str(lc.label)) for lc in lcs])
 
@@ -101,8 +99,8 @@ def transfer(ctx: Context, store: Store, model: str = "default") -> dict[str, An
         return result
 
     def run(key: str) -> dict[str, Any]:
-        if key.startswith("direct_as_read/"):  # the reader's -2.5 log10(value), for the record
-            return direct(key.split("/")[1], data.images(as_read, crts.grid))
+        if key.startswith("direct_as_read/"):  # the values read as fluxes, for the record
+            return direct(key.split("/")[1], data.images([as_if_flux(lc) for lc in lcs], crts.grid))
         return direct(key.split("/")[1], images) if key.startswith("direct/") else trained(key)
 
     torch.manual_seed(0)
@@ -120,7 +118,7 @@ def transfer(ctx: Context, store: Store, model: str = "default") -> dict[str, An
             "patience": b.transfer_patience,
             "n_curves": len(lcs),
             "bands": ["B", "R"],
-            "values": "EROS-1 light points used as magnitudes (as_magnitudes)",
+            "values": "EROS-1 light points used as magnitudes (read_eros1)",
         },
     }
     keys = ["direct/B", "direct/R", "direct_as_read/R", "fine_tuned", "scratch"]
