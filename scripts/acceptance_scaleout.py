@@ -233,7 +233,7 @@ class Run:
             probe.close()
         return sum(max(o, 0) for o in got.values())
 
-    def read(self, topic: str, idle_s: float = 1.0) -> list[Record]:
+    def read(self, topic: str, idle_s: float = 0.3) -> list[Record]:
         """Every record of a topic, partition by partition in offset order (no group: each
         partition is read from 0 until nothing new arrives for idle_s)."""
         reader = PartitionReader(self.settings, overrides=TEST_CONSUMER_OVERRIDES)
@@ -279,7 +279,7 @@ class OutputTail:
         return new
 
     def wait(self, done: Callable[[], bool], check: Callable[[], None], timeout_s: float) -> None:
-        """Poll until done() holds, then until nothing new arrives for 2 s."""
+        """Poll until done() holds, then until nothing new arrives for 1 s."""
         deadline = time.monotonic() + timeout_s
         while not done():
             check()
@@ -288,7 +288,7 @@ class OutputTail:
             if not self.poll():
                 time.sleep(0.2)
         quiet = time.monotonic()
-        while time.monotonic() - quiet < 2.0:
+        while time.monotonic() - quiet < 1.0:
             if self.poll():
                 quiet = time.monotonic()
 
@@ -491,7 +491,7 @@ def run_acceptance(
             ends = {}
             for part, offset, _ in tail.records:
                 ends[part] = max(ends.get(part, -1), offset)
-            figures.dead_letters = len(run.read(run.dlq, idle_s=0.5))
+            figures.dead_letters = len(run.read(run.dlq))
             check_outputs(figures, first, stream, curves, model)
             figures.changelog_rows_first_run = changelog_rows(run)
             rows = rebuilt_state(run, partitions, work / "rebuilt-1")
