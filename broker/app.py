@@ -181,6 +181,7 @@ class App:
         dropped = self.state.release(partitions)
         self.metrics.forget_partitions(partitions)
         self.metrics.sources_held.set(len(self.state))
+        self.metrics.partitions_restoring.set(len(self.state.restoring()))
         log.info("revoked %s: dropped %d sources", partitions, dropped)
 
     def _lost(self, partitions: list[PartitionId]) -> None:
@@ -190,6 +191,7 @@ class App:
         dropped = self.state.release(partitions)  # not flushed, not committed
         self.metrics.forget_partitions(partitions)
         self.metrics.sources_held.set(len(self.state))
+        self.metrics.partitions_restoring.set(len(self.state.restoring()))
         log.warning("lost %s: dropped %d sources", partitions, dropped)
 
     def _guard(self, hook: Callable[[list[PartitionId]], None]) -> Callable[..., None]:
