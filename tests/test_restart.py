@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 from stream_helpers import crts_curves, tiny_model
 from test_changelog import Owner, changelog_settings  # noqa: F401 (a fixture)
-from test_faults import read_all
 from test_store import alerts
 
-from broker.encode import decode_classification
-from broker.kafka import AlertConsumer, PartitionReader
-from broker.replay import load_source, replay_to_topic
+from broker.encode import Classification, decode_classification
+from broker.kafka import AlertConsumer, AlertProducer, PartitionReader
+from broker.replay import ReplaySource, read_stream, replay_to_file
 from broker.store import RocksStore, StateStoreError, decode_row, store_path
 from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt import engine
@@ -40,15 +39,17 @@ def test_kill_9_twice_mid_stream(kafka_settings, make_topic, tmp_path: Path) -> 
     model = tiny_model(tmp_path / "model").path
     lc_topic, out_topic, dlq = make_topic(2), make_topic(2), make_topic(1)
     group = unique_name("group")
-    summary = replay_to_topic(kafka_settings, load_source("crts"), lc_topic,
-                              limit_sources=N_SOURCES)  # fmt: skip
+    curves = crts_curves(N_SOURCES)
+    stream_file = tmp_path / "stream.bin"
+    replay_to_file(ReplaySource("crts", "crts", tuple(curves), "lightcurve"), stream_file)
+    stream = list(read_stream(stream_file))
     conf = {**TEST_CONSUMER_OVERRIDES, "auto.commit.interval.ms": 500}
     env = {
         **os.environ,
         "DMDT_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "DMDT_KAFKA_EXTRA": ",".join(f"{k}={v}" for k, v in conf.items()),
         "DMDT_METRICS_PORT": "0", "DMDT_DEVICE": "cpu", "DMDT_TORCH_THREADS": "1",
-        "DMDT_STATE_DIR": str(tmp_path / "state"),
+        "DMDT_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1",
     }  # fmt: skip
     cmd = [
         sys.executable, "-m", "broker.cli", "-v", "run", "--input", f"{lc_topic}:lightcurve",
@@ -60,48 +61,68 @@ def test_kill_9_twice_mid_stream(kafka_settings, make_topic, tmp_path: Path) -> 
         reader = PartitionReader(kafka_settings)
         reader.seek(out_topic, p, 0)
         readers.append(reader)
-    seen = [0]
+    outputs: list[Classification] = []
+    producer = AlertProducer(kafka_settings)
+    chunks = [stream[len(stream) * i // 9 : len(stream) * (i + 1) // 9] for i in range(9)]
 
-    def outputs_reach(n: int, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+    def append(chunk: list) -> None:
+        for r in chunk:
+            producer.produce(lc_topic, r.value, key=r.key)
+        assert producer.flush(30) == 0
+
+    def poll_outputs() -> None:
+        for r in readers:
+            outputs.extend(decode_classification(x.value) for x in r.read(5000, 0.05))  # type: ignore[arg-type]
+
+    def wait_until(condition, proc, what: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
-        while seen[0] < n:
+        while not condition():
             assert proc.poll() is None, f"the consumer exited with {proc.returncode}"
-            assert time.monotonic() < deadline, f"{seen[0]} outputs, waiting for {n}"
-            seen[0] += sum(len(r.read(5000, 0.05)) for r in readers)
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            poll_outputs()
+
+    def start(n: int) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"consumer-{n}.log"
+        return subprocess.Popen(cmd, env=env, stderr=log.open("w")), log
 
     procs = []
     try:
-        for fraction in (0.25, 0.6):  # two kills mid-stream, each restarted on the same dir
-            proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+        # three chunks per process: the first two are killed with SIGKILL while the stream flows
+        for n in range(3):
+            proc, log = start(n)
             procs.append(proc)
-            outputs_reach(int(fraction * summary.alerts), proc)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
-        procs.append(proc)
-        outputs_reach(summary.alerts - N_SOURCES, proc, 180)  # all but each source's first
-        deadline = time.monotonic() + 120
-        curves = crts_curves(N_SOURCES)
+            wait_until(lambda log=log: "assigned [(" in log.read_text(), proc, f"{n} assigned")
+            for i, chunk in enumerate(chunks[3 * n : 3 * n + 3]):
+                before = len(outputs)
+                append(chunk)
+                wait_until(lambda b=before: len(outputs) > b, proc, f"outputs of chunk {i}")
+            if n < 2:
+                os.kill(proc.pid, signal.SIGKILL)  # outputs of the last chunk still coming
+                proc.wait(30)
         full = {lc.source_id: len(lc) for lc in curves}
-        while True:  # every source's full classification is out
-            outputs = [
-                decode_classification(r.value) for r in read_all(kafka_settings, out_topic, 2)
-            ]
-            done = {c.source_id for c in outputs if c.n_points == full[c.source_id]}
-            if done == set(full):
-                break
-            assert time.monotonic() < deadline, f"{len(done)} of {len(full)} sources complete"
+        wait_until(
+            lambda: {c.source_id for c in outputs if c.n_points == full[c.source_id]} == set(full),
+            proc, "every source's full classification",
+        )  # fmt: skip
+        probe = AlertConsumer(kafka_settings, group_id=group, overrides=TEST_CONSUMER_OVERRIDES)
+        try:  # the last consumer is in the group: probing its offsets cannot stop a later join
+            wait_until(
+                lambda: sum(probe.committed([(lc_topic, 0), (lc_topic, 1)]).values())
+                == len(stream), proc, "every input offset committed",
+            )  # fmt: skip
+        finally:
+            probe.close()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+        assert proc.wait(60) == 0, log.read_text()
+        for _ in range(10):  # stragglers
+            poll_outputs()
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
         for r in readers:
             r.close()
-    stream = read_all(kafka_settings, lc_topic, 2)
-    outputs = [decode_classification(r.value) for r in read_all(kafka_settings, out_topic, 2)]
+        producer.close()
     figures = acceptance.Figures(alerts=len(stream))
     acceptance.check_outputs(figures, outputs, stream, curves, str(model))
     assert figures.alerts_without_output == 0
@@ -110,12 +131,6 @@ def test_kill_9_twice_mid_stream(kafka_settings, make_topic, tmp_path: Path) -> 
     with RocksStore(store_path(tmp_path / "state", group)) as store:
         rows = {k: decode_row(v, get_grid()) for k, v in store.rows()}
     assert acceptance.wrong_histograms(rows, curves) == 0
-    probe = AlertConsumer(kafka_settings, group_id=group, overrides=TEST_CONSUMER_OVERRIDES)
-    try:
-        committed = probe.committed([(lc_topic, 0), (lc_topic, 1)])
-    finally:
-        probe.close()
-    assert sum(committed.values()) == summary.alerts, err
 
 
 def test_rows_acknowledged_but_not_stored_are_restored(changelog_settings, tmp_path):  # noqa: F811
