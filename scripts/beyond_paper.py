@@ -25,8 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dmdt import periodic  # noqa: E402
 from dmdt.lightcurves import LightCurve  # noqa: E402
-from trainer import beyond, beyond_models, periodic  # noqa: E402
+from trainer import beyond, beyond_models  # noqa: E402
 from trainer import features as paper_features  # noqa: E402
 
 
@@ -188,7 +189,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
             "",
         ]
     lines += [
-        f"The {N} periodic features (`trainer/periodic.py`, version {periodic.FEATURES_VERSION}):"
+        f"The {N} periodic features (`dmdt/periodic.py`, version {periodic.FEATURES_VERSION}):"
         " light-curve's broad set `"
         + "`, `".join(periodic.FEATURE_NAMES[: -len(periodic.REST)])
         + "`; periods and shape `"

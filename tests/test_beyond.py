@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dmdt import periodic
 from dmdt.lightcurves import LightCurve, clean, read_crts_csv
-from trainer import beyond, data, periodic
+from trainer import beyond, data
 
 REPO = Path(__file__).resolve().parents[1]
 
