@@ -1,0 +1,126 @@
+"""Issue 7, calibration and open set: the metrics on synthetic cases whose answer is known, and
+the report script in --quick mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from trainer import calibration as cal
+from trainer import openset
+
+
+def calibrated_sample(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random probabilities and labels drawn from them: calibrated by construction."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, 0.5), size=n)
+    labels = np.array([rng.choice(k, p=p) for p in probs])
+    return probs, labels
+
+
+def overconfident_sample(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits three times too large: labels drawn from softmax(z), reported softmax(3 z)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 1.5, size=(n, k))
+    labels = np.array([rng.choice(k, p=p) for p in softmax(z, axis=1)])
+    return 3.0 * z, labels
+
+
+def test_ece_near_zero_when_calibrated() -> None:
+    probs, labels = calibrated_sample(20_000, 5)
+    assert cal.ece(probs, labels) < 0.015
+    assert cal.classwise_ece(probs, labels) < 0.01
+
+
+def test_ece_of_constant_overconfidence() -> None:
+    # always 90% sure of class 0, right half the time: ECE is the 0.4 gap
+    probs = np.tile([0.9, 0.05, 0.05], (1000, 1))
+    labels = np.r_[np.zeros(500, int), np.ones(500, int)]
+    assert cal.ece(probs, labels) == pytest.approx(0.4)
+    r = cal.reliability(probs, labels)
+    assert sum(r["count"]) == 1000
+    assert r["accuracy"][13] == pytest.approx(0.5)  # 0.9 falls in bin [0.867, 0.933)
+
+
+def test_brier_and_log_loss_bounds() -> None:
+    labels = np.array([0, 1, 2])
+    perfect = np.eye(3)
+    assert cal.brier(perfect, labels) == 0.0
+    assert cal.log_loss(perfect, labels) == pytest.approx(0.0, abs=1e-9)
+    wrong = np.eye(3)[[1, 2, 0]]
+    assert cal.brier(wrong, labels) == pytest.approx(2.0)
+    uniform = np.full((3, 3), 1 / 3)
+    assert cal.log_loss(uniform, labels) == pytest.approx(np.log(3))
+
+
+def test_temperature_scaling_fixes_overconfidence() -> None:
+    logits, labels = overconfident_sample(5000, 4)
+    t = cal.fit_temperature(logits, labels)
+    assert t == pytest.approx(3.0, rel=0.15)
+    before, after = softmax(logits, axis=1), cal.apply_temperature(logits, t)
+    assert cal.log_loss(after, labels) < cal.log_loss(before, labels) - 0.1
+    assert cal.ece(after, labels) < cal.ece(before, labels) / 2
+    np.testing.assert_array_equal(after.argmax(1), before.argmax(1))  # accuracy unchanged
+    # log-probabilities as logits (tree models) give the same temperature
+    assert cal.fit_temperature(cal.as_logits(before), labels) == pytest.approx(t, rel=1e-3)
+
+
+def test_temperature_is_one_when_calibrated() -> None:
+    logits, labels = overconfident_sample(5000, 4, seed=1)
+    assert cal.fit_temperature(logits / 3.0, labels) == pytest.approx(1.0, abs=0.15)
+
+
+def test_isotonic_reduces_ece_out_of_sample() -> None:
+    logits, labels = overconfident_sample(6000, 3, seed=2)
+    probs = softmax(logits, axis=1)
+    iso = cal.IsotonicOvR().fit(probs[:3000], labels[:3000])
+    out = iso.transform(probs[3000:])
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    assert cal.ece(out, labels[3000:]) < cal.ece(probs[3000:], labels[3000:]) / 2
+
+
+def test_reliability_diagram_writes_png(tmp_path) -> None:
+    probs, labels = calibrated_sample(500, 3)
+    path = cal.reliability_diagram({"model": (probs, labels)}, tmp_path / "r.png", "test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_shapes_rejected() -> None:
+    with pytest.raises(ValueError, match="labels must be in"):
+        cal.ece(np.eye(3), np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        cal.apply_temperature(np.eye(3), 0.0)
+
+
+# ------------------------------------------------------------------------------ open set
+
+
+def test_open_set_auroc_separable() -> None:
+    rng = np.random.default_rng(0)
+    known = softmax(np.c_[rng.normal(6, 0.5, 200), rng.normal(0, 0.5, (200, 3))], axis=1)
+    unknown = softmax(rng.normal(0, 0.3, (100, 4)), axis=1)
+    for name in ("max_prob", "entropy", "margin"):
+        sk, su = openset.scores(known)[name], openset.scores(unknown)[name]
+        assert openset.auroc(sk, su) == 1.0, name
+    logits_k, logits_u = np.log(known) + 5, np.log(unknown)
+    assert openset.auroc(openset.energy_score(logits_k), openset.energy_score(logits_u)) == 1.0
+
+
+def test_threshold_keeps_requested_fraction() -> None:
+    rng = np.random.default_rng(1)
+    known, unknown = rng.normal(0, 1, 10_000), rng.normal(3, 1, 5000)
+    thr = openset.threshold_keeping(known, 0.95)
+    r = openset.rejection(thr, known, known < 1.0, unknown)
+    assert r["known_kept"] == pytest.approx(0.95, abs=0.002)
+    assert r["unknown_flagged"] == pytest.approx(0.912, abs=0.01)  # P(N(3, 1) > 1.645)
+    assert r["known_accuracy_kept"] > r["known_accuracy_all"]
+
+
+def test_knn_distance_flags_far_points() -> None:
+    rng = np.random.default_rng(2)
+    train = rng.normal(0, 1, (500, 5))
+    near, far = rng.normal(0, 1, (100, 5)), rng.normal(0, 1, (100, 5)) + 6
+    far[0, 0] = np.nan  # missing values take the median
+    knn = openset.KnnDistance(k=5).fit(train)
+    assert openset.auroc(knn.score(near), knn.score(far)) > 0.99
