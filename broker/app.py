@@ -35,6 +35,7 @@ from broker.changelog import Changelog, ChangelogError, ensure_changelogs
 from broker.decode import SchemaRegistryUnavailable, make_decoder
 from broker.durable import DurableState, open_state
 from broker.encode import now_ms
+from broker.features import FeatureCache
 from broker.health import Health, HealthServer, serve
 from broker.kafka import (
     AlertConsumer,
@@ -123,7 +124,7 @@ class App:
         self.models.on_load = self._model_loaded
         self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
         self._model_loaded(self.models.current)
-        grid = self.models.current.classifier.grid
+        grid = self.models.current.grid
         self.state: SourceState = state if state is not None else open_state(settings, grid)
         if isinstance(self.state, DurableState):
             rows = self.metrics.state_rows
@@ -137,8 +138,20 @@ class App:
             )
             for topic, name in settings.input_topics.items()
         }
+        self.features = FeatureCache(
+            refresh_fraction=settings.feature_refresh_fraction,
+            refresh_points=settings.feature_refresh_points,
+            always=settings.feature_refresh_always,
+            budget_s=settings.feature_budget_ms / 1000,
+            threads=settings.feature_threads,
+            max_entries=settings.feature_cache_rows,
+        )
         self.pipeline = Pipeline(
-            decoders, self.state, lambda: self.models.current, strict=settings.strict
+            decoders,
+            self.state,
+            lambda: self.models.current,
+            strict=settings.strict,
+            features=self.features,
         )
 
     # ---------------------------------------------------------------- control
@@ -179,8 +192,10 @@ class App:
         if not self.flow.in_batch:
             self.state.flush(partitions)
         dropped = self.state.release(partitions)
+        self.features.release(partitions)  # not durable: recomputed by the next owner
         self.metrics.forget_partitions(partitions)
         self.metrics.sources_held.set(len(self.state))
+        self.metrics.feature_cache_size.set(len(self.features))
         self.metrics.partitions_restoring.set(len(self.state.restoring()))
         log.info("revoked %s: dropped %d sources", partitions, dropped)
 
@@ -189,8 +204,10 @@ class App:
         self.owned.difference_update(partitions)
         self.health.set_assigned(len(self.owned))
         dropped = self.state.release(partitions)  # not flushed, not committed
+        self.features.release(partitions)
         self.metrics.forget_partitions(partitions)
         self.metrics.sources_held.set(len(self.state))
+        self.metrics.feature_cache_size.set(len(self.features))
         self.metrics.partitions_restoring.set(len(self.state.restoring()))
         log.warning("lost %s: dropped %d sources", partitions, dropped)
 
@@ -263,6 +280,7 @@ class App:
             finally:
                 producer.close(timeout_s=DELIVERY_TIMEOUT_S)
                 self.flow.close()
+                self.features.close()
                 self.state.close()
                 if reader is not None:
                     reader.close()
@@ -361,6 +379,14 @@ class App:
             if ts is not None:
                 e2e.observe(max(delivered - ts, 0) / 1000)
         m.sources_held.set(len(self.state))
+        if r.model is not None and r.model.kind == "hybrid":
+            m.feature_refreshes.inc(r.features_refreshed)
+            m.feature_refresh_deferred.inc(r.features_deferred)
+            for seconds in r.feature_seconds:
+                m.feature_refresh_seconds.observe(seconds)
+            m.feature_stale_outputs.labels(kind="stale").inc(r.stale_outputs)
+            m.feature_stale_outputs.labels(kind="missing").inc(r.missing_outputs)
+            m.feature_cache_size.set(len(self.features))
         st.batches += 1
         st.consumed += n_records
         st.alerts += r.alerts

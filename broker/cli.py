@@ -302,6 +302,35 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, help="messages per batch at most")
     p.add_argument("--batch-wait-ms", type=int, help="longest wait for a batch to fill")
     p.add_argument("--min-points", type=int, help="classify sources with at least N points")
+    p.add_argument(
+        "--feature-refresh-fraction",
+        type=float,
+        metavar="F",
+        help="hybrid models: recompute a source's features when its points grew by this "
+        "fraction since the last refresh (default 0.1)",
+    )
+    p.add_argument(
+        "--feature-refresh-points",
+        type=int,
+        metavar="K",
+        help="hybrid models: also recompute them after K new points (default 0: off)",
+    )
+    p.add_argument(
+        "--feature-refresh-always",
+        action="store_true",
+        default=None,
+        help="hybrid models: recompute them on every batch that adds a point, no budget (exact)",
+    )
+    p.add_argument(
+        "--feature-budget-ms",
+        type=int,
+        metavar="MS",
+        help="hybrid models: most refresh time per batch; sources over it keep older features "
+        "(default 500; 0: no limit)",
+    )
+    p.add_argument(
+        "--feature-threads", type=int, metavar="N", help="hybrid models: refresh threads"
+    )
     p.add_argument("--metrics-host", help="address of /metrics, /healthz, /readyz")
     p.add_argument("--metrics-port", type=int, help="port of /metrics (0: none)")
     p.add_argument("--schema-registry-url", help="Confluent Schema Registry (Rubin alerts)")
@@ -317,7 +346,8 @@ def _run_settings(args: argparse.Namespace) -> Any:
     names = (
         "bootstrap_servers", "output_topic", "dead_letter_topic", "group_id", "model", "device",
         "batch_size", "batch_wait_ms", "min_points", "metrics_host", "metrics_port",
-        "schema_registry_url", "strict",
+        "schema_registry_url", "strict", "feature_refresh_fraction", "feature_refresh_points",
+        "feature_refresh_always", "feature_budget_ms", "feature_threads",
     )  # fmt: skip
     flags = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if args.input:

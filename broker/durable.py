@@ -148,7 +148,7 @@ class DurableState:
         return out
 
     def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A source's times, magnitudes and errors, from memory or the store (tests, tools)."""
+        """A source's times, magnitudes and errors, from memory or the store (copies)."""
         if key in self.table:
             return self.table.history(key)
         (value,) = self.store.get_many([key])

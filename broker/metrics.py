@@ -112,6 +112,28 @@ class BrokerMetrics:
         self.partitions_restoring = gauge(
             "partitions_restoring", "Assigned partitions paused while their state is restored"
         )
+        # hybrid models (broker.features)
+        self.feature_refreshes = counter(
+            "feature_refreshes", "Per-source feature vectors recomputed (hybrid models)"
+        )
+        self.feature_refresh_seconds = histogram(
+            "feature_refresh_seconds",
+            "Time to recompute one source's feature vector (hybrid models)",
+            LATENCY_BUCKETS,
+        )
+        self.feature_refresh_deferred = counter(
+            "feature_refresh_deferred",
+            "Feature refreshes due but left to a later batch: the batch's budget was spent",
+        )
+        self.feature_cache_size = gauge(
+            "feature_cache_size", "Sources whose feature vector is held (hybrid models)"
+        )
+        self.feature_stale_outputs = counter(
+            "feature_stale_outputs",
+            "Classifications made with features older than the source's points: stale "
+            "(computed on fewer points) or missing (none yet, over the budget)",
+            ["kind"],
+        )
 
     def set_model(self, name: str, version: str, model_hash: str) -> None:
         """Publish the loaded model's identity (dmdt_model_info)."""

@@ -13,21 +13,32 @@ verified (content hash) before it replaces the old one; a load that fails keeps 
 counts ``dmdt_model_load_failures_total`` and is retried only when ``CURRENT`` changes again.
 A model whose grid differs from the state's grid is refused the same way (the stored histograms
 are binned on the old grid; switching grids needs a restart with fresh state).
+
+A model directory is either a dmdt CNN (`dmdt.classify.Classifier`) or a hybrid model
+(`dmdt.hybrid.HybridClassifier`: the dmdt counts plus per-source periodic features, see
+broker.features), told apart by `dmdt.hybrid.is_hybrid_model`; both are served the same way,
+hot reload included, and a reload may switch from one kind to the other on the same grid.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Literal
 
 import numpy as np
 
+from broker.features import FeatureModel
 from dmdt.artifact import CURRENT_FILE, ArtifactError, current_model, resolve_model_dir
 from dmdt.classify import Classifier
+from dmdt.grids import Grid
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +47,22 @@ log = logging.getLogger(__name__)
 class ServedModel:
     """A loaded classifier and the identity every output record carries."""
 
-    classifier: Classifier
+    classifier: Classifier | FeatureModel
     name: str  # classifier_name: architecture and grid, e.g. "dmdt-shallow-paper"
     version: str  # classifier_version: the registry version (creation time and hash prefix)
     content_hash: str  # model_hash
     min_points: int  # sources with fewer distinct points are not classified
+    kind: Literal["cnn", "hybrid"] = "cnn"
+
+    @property
+    def grid(self) -> Grid:
+        """The dmdt grid the model reads counts on (the state's grid)."""
+        return self.classifier.grid
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in the order of the probabilities."""
+        return tuple(self.classifier.classes)
 
     @classmethod
     def of(cls, classifier: Classifier, min_points: int | None = None) -> ServedModel:
@@ -54,6 +76,67 @@ class ServedModel:
             content_hash=model.content_hash,
             min_points=max(2, int(trained if min_points is None else min_points)),
         )
+
+    @classmethod
+    def of_hybrid(
+        cls, model: FeatureModel, content_hash: str, min_points: int | None = None
+    ) -> ServedModel:
+        """Identity of a hybrid model (its name and version; the hash of its directory)."""
+        trained = model.min_points
+        return cls(
+            classifier=model,
+            name=model.name,
+            version=model.version,
+            content_hash=content_hash,
+            min_points=max(2, int(trained if min_points is None else min_points)),
+            kind="hybrid",
+        )
+
+
+def hybrid_module() -> ModuleType:
+    """`dmdt.hybrid`, imported on first use (LightGBM and light-curve are only needed there)."""
+    from dmdt import hybrid
+
+    return hybrid
+
+
+def is_hybrid_dir(path: str | os.PathLike[str]) -> bool:
+    """True when a model directory holds a hybrid model (a CNN directory has no model.json)."""
+    if not (Path(path) / "model.json").is_file():
+        return False
+    return bool(hybrid_module().is_hybrid_model(path))
+
+
+def directory_hash(path: str | os.PathLike[str]) -> str:
+    """A hybrid model's content hash: its MANIFEST.json's (verified by the load), else sha256
+    over the directory's files (relative names and contents, sorted)."""
+    root = Path(path)
+    try:
+        return str(json.loads((root / "MANIFEST.json").read_text())["content_hash"])
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        pass
+    digest = hashlib.sha256()
+    for item in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"\n{item.relative_to(root).as_posix()}:".encode())
+        digest.update(hashlib.sha256(item.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def warm_up(served: ServedModel) -> None:
+    """One tiny classification, so that the first batch does not pay for initialisation."""
+    zeros = np.zeros((1, *served.grid.shape), dtype=np.int32)
+    clf = served.classifier
+    if isinstance(clf, Classifier):
+        clf.classify_counts(zeros, [2])
+        return
+    # a noisy sinusoid of min_points points: LightGBM, light-curve and torch all run once
+    n = max(served.min_points, 20)
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0.0, 400.0, n))
+    m = 15.0 + 0.3 * np.sin(2 * np.pi * t / 0.61) + rng.normal(0.0, 0.02, n)
+    err = np.full(n, 0.02)
+    vector = np.asarray(clf.features(t, m, err), dtype=np.float64)[None]  # (1, F)
+    clf.classify(zeros, np.array([n]), vector)
 
 
 def is_registry(path: str | os.PathLike[str]) -> bool:
@@ -96,11 +179,15 @@ class ModelSource:
             self.on_load(self.current)
 
     def _load(self, path: Path) -> ServedModel:
-        served = ServedModel.of(Classifier.from_checkpoint(path, self.device), self.min_points)
+        if is_hybrid_dir(path):
+            model = hybrid_module().HybridClassifier.load(path)
+            served = ServedModel.of_hybrid(model, directory_hash(path), self.min_points)
+        else:
+            clf = Classifier.from_checkpoint(path, self.device)
+            served = ServedModel.of(clf, self.min_points)
         # torch initialises its CPU kernels on the first call (over a second here): do it now,
         # not in the first batch, so that neither a start nor a reload stalls the stream
-        shape = (1, *served.classifier.grid.shape)
-        served.classifier.classify_counts(np.zeros(shape, dtype=np.int32), [2])
+        warm_up(served)
         return served
 
     def _current_stamp(self) -> tuple[int, int, int] | None:
@@ -129,10 +216,10 @@ class ModelSource:
             if target is None or target == self._path:
                 return False
             served = self._load(target)
-            old_grid = self.current.classifier.grid
-            if served.classifier.grid != old_grid:
+            old_grid = self.current.grid
+            if served.grid != old_grid:
                 raise ArtifactError(
-                    f"model {served.version} uses grid {served.classifier.grid.name!r}, the "
+                    f"model {served.version} uses grid {served.grid.name!r}, the "
                     f"state holds histograms on {old_grid.name!r}: restart to switch grids"
                 )
         except Exception as exc:  # keep serving the old model, whatever went wrong

@@ -7,7 +7,8 @@ Steps per batch, each timed for the metrics:
 2. apply all decoded alerts to the state in one `HistogramTable.update` call (grouped by
    (source_id, band); points already held are skipped, so redelivered alerts change nothing);
 3. classify every source the batch touched that holds at least the model's ``min_points``
-   distinct points, in one batched torch call;
+   distinct points, in one batched call (a hybrid model first gets each source's feature vector
+   from the `broker.features.FeatureCache`, refreshed on its amortised policy);
 4. one classification record per alert of those sources, keyed by source id.
 
 An alert's record carries its source's classification after the whole batch (``n_points`` says
@@ -28,9 +29,11 @@ import numpy as np
 
 from broker.decode import DecodedAlert, DecodeError, Decoder, SchemaRegistryUnavailable
 from broker.encode import DeadLetter, encode_dead_letter, now_ms
+from broker.features import FeatureCache
 from broker.models import ServedModel
 from broker.outputs import ClassificationWriter
 from broker.state import PartitionId, SourceKey, SourceState
+from dmdt.classify import Classifier
 from dmdt.engine import MAX_POINTS
 
 PROCESSING_ERROR = "processing_error"  # a reason outside DecodeError's: our bug, not the input's
@@ -75,6 +78,13 @@ class BatchResult:
     update_s: float = 0.0
     inference_s: float = 0.0
     encode_s: float = 0.0
+    # hybrid models: the batch's feature refreshes (broker.features)
+    features_refreshed: int = 0
+    features_deferred: int = 0  # refreshes due but over the batch's budget
+    features_s: float = 0.0
+    feature_seconds: list[float] = field(default_factory=list)  # per refresh
+    stale_outputs: int = 0  # outputs whose features are older than their n_points
+    missing_outputs: int = 0  # outputs of sources with no features yet (NaN vector)
 
 
 class Pipeline:
@@ -88,8 +98,10 @@ class Pipeline:
         *,
         strict: bool = False,
         clock_ms: Callable[[], int] = now_ms,
+        features: FeatureCache | None = None,
     ) -> None:
         self.decoders = dict(decoders)
+        self.features = features if features is not None else FeatureCache()  # hybrid models
         self.state = state
         self.model = model  # called once per batch: the model may change between batches
         self.strict = strict
@@ -101,7 +113,7 @@ class Pipeline:
         w = self._writers.get(served.content_hash)
         if w is None:
             w = ClassificationWriter(
-                served.name, served.version, served.content_hash, served.classifier.classes
+                served.name, served.version, served.content_hash, served.classes
             )
             self._writers = {served.content_hash: w}  # only the current model's
         return w
@@ -220,15 +232,30 @@ class Pipeline:
         t2 = time.perf_counter()
         out.update_s = t2 - t1
 
-        uniq, inverse = np.unique(rows, return_inverse=True)
+        uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
         n_points = self.state.n_points(uniq)
         ready = n_points >= served.min_points
-        probs = served.classifier.classify_counts(
-            self.state.counts(uniq[ready]), n_points[ready]
-        )  # one batched call: (n_ready, n_classes)
+        counts = self.state.counts(uniq[ready])  # (n_ready, n_dt, n_dm)
+        clf = served.classifier
+        feature_points = n_points  # points behind each source's features (CNN: all of them)
+        if isinstance(clf, Classifier):
+            probs = clf.classify_counts(counts, n_points[ready])  # one batched call
+        elif not ready.any():
+            probs = np.zeros((0, len(served.classes)))
+        else:
+            at = first[ready].tolist()  # an alert of each ready source: its key and partition
+            found = self.features.lookup(
+                clf, [keys[i] for i in at], [parts[i] for i in at], n_points[ready],
+                self.state.history,
+            )  # fmt: skip
+            out.features_refreshed, out.features_deferred = found.refreshed, found.deferred
+            out.features_s, out.feature_seconds = found.refresh_s, found.durations
+            feature_points = np.zeros_like(n_points)
+            feature_points[ready] = found.points
+            probs = clf.classify(counts, n_points[ready], found.vectors)  # one batched call
         out.sources_classified = int(ready.sum())
         t3 = time.perf_counter()
-        out.inference_s = t3 - t2
+        out.inference_s = t3 - t2 - out.features_s
 
         writer = self.writer(served)
         slot = np.full(uniq.size, -1, dtype=np.int64)  # row of probs per unique source
@@ -237,11 +264,17 @@ class Pipeline:
         encode = writer.batch(ingest, self.clock_ms())
         alert_slot = slot[inverse].tolist()
         alert_points = n_points[inverse].tolist()
-        for a, i, s, n in zip(alerts, origin, alert_slot, alert_points, strict=True):
+        alert_features = feature_points[inverse].tolist()
+        for a, i, s, n, f in zip(
+            alerts, origin, alert_slot, alert_points, alert_features, strict=True
+        ):
             msg = messages[i]
             if s < 0:
                 out.unclassified[msg.topic] += 1
                 continue
+            if f < n:
+                out.missing_outputs += f == 0
+                out.stale_outputs += f > 0
             value = encode(
                 a.survey, a.source_id, a.alert_id, a.band, n, blocks[s], a.alert_time,
                 msg.timestamp_ms,

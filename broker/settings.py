@@ -84,6 +84,16 @@ class BrokerSettings(BaseSettings):
     model_check_s: float = Field(default=1.0, gt=0)  # how often a registry's CURRENT is checked
     min_points: int | None = Field(default=None, ge=2)  # None: the model's training min_points
     torch_threads: int = Field(default=0, ge=0)  # inference intra-op threads; 0: torch's default
+    # Hybrid models (broker.features): a source's feature vector is recomputed when it has none,
+    # grew by feature_refresh_fraction of its points or by feature_refresh_points points (0: off)
+    # since the last refresh, or on every batch that added a point with feature_refresh_always;
+    # refreshes of a batch stop after feature_budget_ms (0: no budget; ignored by _always).
+    feature_refresh_fraction: float = Field(default=0.10, ge=0.0, le=100.0)
+    feature_refresh_points: int = Field(default=0, ge=0)
+    feature_refresh_always: bool = False
+    feature_budget_ms: int = Field(default=500, ge=0, le=600_000)
+    feature_threads: int = Field(default=1, ge=1, le=64)
+    feature_cache_rows: int = Field(default=200_000, ge=1)
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics

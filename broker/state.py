@@ -54,6 +54,11 @@ class SourceState(Protocol):
         """Points held per key (0 for unknown keys), without creating rows."""
         ...
 
+    def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A source's times (sorted, distinct), magnitudes and errors: copies. The sources an
+        `update` touched are in memory until the next `flush` (hybrid models read them)."""
+        ...
+
     def flush(self, partitions: Iterable[PartitionId]) -> None:
         """Make these partitions' rows durable (before their offsets are committed)."""
         ...
@@ -159,5 +164,5 @@ class MemoryState:
         return [p for p, keys in self._by_partition.items() if keys]
 
     def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A source's stored times, magnitudes and errors (copies; tests and tools)."""
+        """A source's stored times, magnitudes and errors (copies)."""
         return self.table.history(key)

@@ -52,6 +52,17 @@ DESCRIPTIONS = {
     "min_points": "sources with fewer distinct points are not classified; unset: the "
     "model's training value",
     "torch_threads": "intra-op threads for inference; 0: torch's default",
+    "feature_refresh_fraction": "hybrid models: recompute a source's features when its "
+    "distinct points grew by this fraction since the last refresh (0.1: 10 %)",
+    "feature_refresh_points": "hybrid models: also recompute them when the source gained this "
+    "many points since the last refresh; 0: off",
+    "feature_refresh_always": "hybrid models: recompute them on every batch that adds a point "
+    "to the source, with no budget (exact; for comparisons, slow)",
+    "feature_budget_ms": "hybrid models: most time spent on feature refreshes per batch; "
+    "sources over it keep their older features (none yet: missing values); 0: no limit",
+    "feature_threads": "hybrid models: threads computing feature refreshes",
+    "feature_cache_rows": "hybrid models: most feature vectors held (not durable: recomputed "
+    "after a restart or rebalance); least recently used beyond it are dropped",
     "metrics_host": "address of `/metrics`, `/healthz`, `/readyz`; loopback unless set "
     "(containers: `0.0.0.0`)",
     "metrics_port": "port of `/metrics`, `/healthz`, `/readyz`; 0: do not serve them",
