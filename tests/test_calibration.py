@@ -3,12 +3,19 @@ the report script in --quick mode."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.special import softmax
 
 from trainer import calibration as cal
 from trainer import openset
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def calibrated_sample(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -124,3 +131,59 @@ def test_knn_distance_flags_far_points() -> None:
     far[0, 0] = np.nan  # missing values take the median
     knn = openset.KnnDistance(k=5).fit(train)
     assert openset.auroc(knn.score(near), knn.score(far)) > 0.99
+
+
+# ------------------------------------------------------------------------- the report script
+
+
+def _script(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, REPO / f"scripts/{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_calibration_report_quick_and_probs_file(tmp_path: Path) -> None:
+    script = _script("calibration_report")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["--quick", "--per-class", "8", "--out", str(out), "--cache", str(cache)]
+    assert script.main(args) == 0
+    c = json.loads((out / "calibration.json").read_text())
+    assert c["temperature"] > 0
+    assert set(c["held_out"]) == {"uncalibrated", "temperature", "isotonic"}
+    acc = {m["accuracy"] for k, m in c["held_out"].items() if k != "isotonic"}
+    assert len(acc) == 1  # temperature scaling never changes the argmax
+    o = json.loads((out / "openset.json").read_text())
+    assert len(o["n_other"]) == 9  # every other CRTS type scored
+    for r in o["scores"].values():
+        assert 0.0 <= r["auroc_held_out"] <= 1.0
+    oc = json.loads((out / "other_class.json").read_text())
+    assert set(oc["per_type"]) == set(o["n_other"])
+    assert (out / "reliability_held_out.png").stat().st_size > 1000
+    assert "python scripts/calibration_report.py --quick" in (out / "calibration.md").read_text()
+
+    # the same predictions as a saved-probabilities file (string parts, another class order,
+    # labels as names, no logits) give the same calibration
+    budget = script.beyond.Budget(name="quick", per_class=8, gbm_trees=20)
+    d = script.Data(budget, out / "folds", cache)
+    p = script.own_predictions(d, 20, out / "work" / "gbm_periodic_balanced_7")
+    order = np.arange(len(d.classes))[::-1]
+    parts = np.array(["held_out" if f < 0 else f"fold{f}" for f in p["part"]])
+    path = tmp_path / "probs.npz"
+    np.savez(
+        path, ids=p["ids"], labels=np.array(d.classes)[p["labels"]], part=parts,
+        classes=np.array(d.classes)[order], probs=p["probs"][:, order],
+        other_ids=p["other_ids"], other_labels=p["other_labels"],
+        other_probs=p["other_probs"][:, order],
+    )  # fmt: skip
+    q = script.read_probs(path, d)
+    np.testing.assert_allclose(q["probs"], p["probs"])
+    c2 = script.calibration_part(q, tmp_path / "again", "file")
+    assert c2["temperature"] == pytest.approx(c["temperature"], rel=1e-3)
+    assert c2["held_out"]["temperature"]["log_loss"] == pytest.approx(
+        c["held_out"]["temperature"]["log_loss"], rel=1e-3
+    )
