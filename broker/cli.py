@@ -418,7 +418,17 @@ def add_demo_parser(sub: Any) -> None:
         "--limit", type=int, default=None, metavar="N", help="replay N sources (default: all)"
     )
     p.add_argument("--seed", type=int, default=0, help="picks the --limit sources (default: 0)")
-    p.add_argument("--model", default="default", help="model to serve (default: the shipped one)")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="model to serve (default: the shipped one); a hybrid model (e.g. models/hybrid-7) "
+        "is compared offline with the features of the points the stream last refreshed them at",
+    )
+    p.add_argument(
+        "--feature-refresh-always",
+        action="store_true",
+        help="hybrid models: refresh a source's features on every batch (exact, slow)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=5000, help="consumer batch (default: 5000)")
     p.add_argument(
@@ -446,6 +456,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.limit,
         seed=args.seed,
         model=args.model,
+        feature_refresh_always=args.feature_refresh_always,
         device=args.device,
         batch_size=args.batch_size,
         metrics_port=args.metrics_port,

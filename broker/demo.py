@@ -37,10 +37,13 @@ import numpy as np
 
 from broker.app import App, run_in_thread
 from broker.encode import decode_classification
+from broker.features import FeatureModel
 from broker.kafka import AlertConsumer, create_topics, wait_for_topics
 from broker.models import ModelSource
+from broker.replay_plan import DEFAULT_BANDS
 from broker.settings import BrokerSettings
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from dmdt.classify import Classifier, Predictions, lightcurve_counts
 from dmdt.lightcurves import LightCurve
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ class DemoSummary:
     identical: int  # probabilities equal as float32
     max_abs_diff: float
     missing: list[str]  # sources classified offline but not in the stream (should be empty)
+    features_fresh: int | None = None  # hybrid: final outputs with features of the whole curve
 
     @property
     def agrees(self) -> bool:
@@ -144,6 +148,15 @@ class DemoSummary:
                 f"have the offline class, {self.identical:,} identical probabilities "
                 f"(max |diff| {self.max_abs_diff:.1e}); {len(self.missing)} missing: "
                 + ("AGREE" if self.agrees else "DISAGREE"),
+                *(
+                    []
+                    if self.features_fresh is None
+                    else [
+                        f"  features  {self.features_fresh:,}/{self.compared:,} final outputs "
+                        "with features of the whole curve (offline used the stream's: the "
+                        "points of its last refresh)"
+                    ]
+                ),
                 f"  total     {self.total_s:.1f} s",
             ]
         )
@@ -231,6 +244,7 @@ def run_demo(
     stream: TextIO = sys.stderr,
     on_started: Callable[[App], None] | None = None,
     state_store: str = "memory",
+    feature_refresh_always: bool = False,
 ) -> DemoSummary:
     """Run the demo (see the module docstring); returns the summary. The consumer's state lives
     in memory (``state_store="rocksdb"``: the durable store and changelog, in a temporary
@@ -241,7 +255,7 @@ def run_demo(
             limit, seed=seed, model=model, device=device, batch_size=batch_size,
             partitions=partitions, metrics_port=metrics_port, progress=progress, stream=stream,
             on_started=on_started, state_store=state_store, state_dir=Path(state_dir),
-            started=started,
+            started=started, feature_refresh_always=feature_refresh_always,
         )  # fmt: skip
 
 
@@ -260,6 +274,7 @@ def _run_demo(
     state_store: str,
     state_dir: Path,
     started: float,
+    feature_refresh_always: bool,
 ) -> DemoSummary:
     from broker.replay import load_source
     from broker.replay_plan import select_sources
@@ -281,6 +296,7 @@ def _run_demo(
             "torch_threads": 1,
             "state_store": state_store,
             "state_dir": state_dir,
+            "feature_refresh_always": feature_refresh_always,
         }
         settings = BrokerSettings(**fields)
         create_topics(settings, {INPUT_TOPIC: partitions, OUTPUT_TOPIC: partitions})
@@ -348,6 +364,7 @@ def _run_demo(
                 )
                 if st.consumed >= expected and replay is not None:
                     stream_end = time.monotonic()
+                    feature_points = app.features.points_held()  # before the revoke drops them
                     break
                 time.sleep(0.5)
         finally:
@@ -365,7 +382,12 @@ def _run_demo(
 
     # offline: the same cleaned curves through the Classifier dmdt-train predict uses
     clf = served.classifier
-    offline = clf.classify_lightcurves([lc for lc in curves if len(lc) >= served.min_points])
+    kept = [lc for lc in curves if len(lc) >= served.min_points]
+    fresh: int | None = None
+    if isinstance(clf, Classifier):
+        offline = clf.classify_lightcurves(kept)
+    else:  # hybrid: with the features of the points the stream last refreshed them at
+        offline, fresh = _hybrid_offline(clf, kept, feature_points)
     labels = {lc.source_id: lc.label for lc in curves}
     compared = same = identical = 0
     max_diff = 0.0
@@ -383,7 +405,7 @@ def _run_demo(
             missing.append(sid)
             continue
         c = decode_classification(value)
-        stream_probs = np.array([c.probabilities[k] for k in clf.classes], dtype=np.float32)
+        stream_probs = np.array([c.probabilities[k] for k in clf.classes], dtype=probs.dtype)
         compared += 1
         same += int(c.predicted_class == off_class)
         identical += bool(np.array_equal(stream_probs, probs))
@@ -413,7 +435,27 @@ def _run_demo(
         identical=identical,
         max_abs_diff=max_diff,
         missing=missing,
+        features_fresh=fresh,
     )
+
+
+def _hybrid_offline(
+    clf: FeatureModel, curves: list[LightCurve], feature_points: dict[tuple[str, str], int]
+) -> tuple[Any, int]:
+    """A hybrid model's offline probabilities of whole curves, each with the features of the
+    points the stream's cache last computed them on (all of them when fresh); and how many
+    were fresh. The comparison is then exact whatever the refresh policy."""
+    rows, fresh = [], 0
+    for lc in curves:
+        k = feature_points.get((lc.source_id, lc.band or DEFAULT_BANDS["crts"]), 0)
+        fresh += k == len(lc)
+        if k > 0:
+            rows.append(clf.features(lc.t[:k], lc.m[:k], lc.err[:k]))
+        else:  # none yet (over the budget): the stream classified with missing values
+            rows.append(np.full(len(clf.feature_names), np.nan))
+    counts, n_points = lightcurve_counts(curves, clf.grid)
+    probs = clf.classify(counts, n_points, np.array(rows).reshape(len(curves), -1))
+    return Predictions(tuple(lc.source_id for lc in curves), tuple(clf.classes), probs), fresh
 
 
 def write_json(summary: DemoSummary, path: str | Path) -> None:
