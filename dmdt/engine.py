@@ -35,8 +35,8 @@ def _vector(name: str, values: ArrayLike) -> np.ndarray:
     return arr
 
 
-def _light_curve(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Validated, time-sorted (stable) t and m (copies only where needed)."""
+def _arrays(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """t and m as contiguous float64 vectors of one length (copies only where needed)."""
     t = np.ascontiguousarray(t, dtype=np.float64)
     m = np.ascontiguousarray(m, dtype=np.float64)
     if t.ndim != 1 or m.ndim != 1:
@@ -45,7 +45,11 @@ def _light_curve(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"t and m differ in length: {t.size} != {m.size}")
     if t.size > MAX_POINTS:
         raise ValueError(f"light curve has {t.size} points; at most {MAX_POINTS} are supported")
-    status, index = kernels.scan(t, m)
+    return t, m
+
+
+def _sorted(t: np.ndarray, m: np.ndarray, status: int, index: int) -> tuple[np.ndarray, ...]:
+    """Act on :func:`dmdt.kernels.scan`'s verdict: raise on a non-finite value, sort (stable)."""
     if status >= 2:
         raise ValueError(f"{'t' if status == 2 else 'm'} has a non-finite value at index {index}")
     if status == 1:
@@ -54,17 +58,34 @@ def _light_curve(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return t, m
 
 
+def _light_curve(t: ArrayLike, m: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validated, time-sorted (stable) t and m (copies only where needed)."""
+    t, m = _arrays(t, m)
+    return _sorted(t, m, *kernels.scan(t, m))  # type: ignore[return-value]
+
+
 def kernel_grid(grid: Grid) -> tuple[object, ...]:
-    """The grid as the kernels take it, one tuple: edges, dm lookup table, dm lattice."""
-    return (grid.dt_edges, grid.dm_edges, *grid.dm_table, *grid.dm_lattice)
+    """The grid as the kernels take it, one tuple: edges, dm lookup table, dm lattice, and the
+    first lattice cell of each dm bin (``fold_starts``). Built once per grid and kept on it."""
+    cached = grid.__dict__.get("_kernel_grid")
+    if cached is None:
+        cell_bin = grid.dm_lattice[0]
+        starts = np.searchsorted(cell_bin, np.arange(grid.dm_edges.size)).astype(np.int64)
+        cached = (grid.dt_edges, grid.dm_edges, *grid.dm_table, *grid.dm_lattice, starts)
+        object.__setattr__(grid, "_kernel_grid", cached)  # Grid is frozen; this is a cache
+    return cached
 
 
 def counts(t: ArrayLike, m: ArrayLike, grid: str | Grid | None = None) -> np.ndarray:
     """Pair counts of one light curve: int32 ``(n_dt, n_dm)``; input need not be sorted."""
     g = get_grid(grid)
-    t, m = _light_curve(t, m)
+    t, m = _arrays(t, m)
     out = np.zeros(g.shape, dtype=np.int32)
-    kernels.counts_sorted(t, m, kernel_grid(g), out)
+    kg = kernel_grid(g)
+    status, index = kernels.counts_checked(t, m, kg, out)  # counts at once if sorted and finite
+    if status != 0:
+        t, m = _sorted(t, m, status, index)
+        kernels.counts_sorted(t, m, kg, out)
     return out
 
 
