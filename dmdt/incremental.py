@@ -68,7 +68,8 @@ def _add_pairs(ht, hm, hm_pad, at, am, na, g, counts):  # type: ignore[no-untype
                     _row_lattice(tp, mp, ht, hm, hm_pad, first, last, sign, g, counts, cell, flag)
                 else:
                     _row_table(tp, mp, ht, hm, first, last, sign, g, counts)
-    counts_sorted(at[:na], am[:na], g, counts)
+    if na > 1:  # pairs among the accepted points
+        counts_sorted(at[:na], am[:na], g, counts)
 
 
 @njit(cache=True, nogil=True)

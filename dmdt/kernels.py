@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 _EPS = 1e-9  # in lattice cells; far above the rounding error of the cell arithmetic
-_PAD = 16  # the vectorised loop runs in whole blocks of this many points (buffers are padded)
+_PAD = 8  # the vectorised loop runs in whole blocks of this many points (buffers are padded)
 _SPLIT_DT = 0.5  # days: pairs closer than this (same night) walk their dt bin; see counts_sorted
 
 
@@ -85,18 +85,19 @@ def _row_lattice(ti, mi, t, m, mpad, first, last, sign, g, out, cell, flag):  # 
     dt_lo = dt_edges[0]
     k = 0
     n_flag = 0
-    j = first
-    stop = last + sign
-    while j != stop:
-        dt = sign * (t[j] - ti)
+    # along the row, 0-based (no wraparound code): q-th point is a + q forward, z - 1 - q back
+    ts, cs, fs = t[a:z], cell[a:z], flag[a:z]
+    size = z - a
+    for q in range(size):
+        r = np.uint64(q if sign > 0 else size - 1 - q)
+        dt = sign * (ts[r] - ti)
         if dt >= dt_lo:
             while dt >= dt_edges[k + 1]:
                 k += 1
-            c = cell[j]
+            c = cs[r]
             if 0 < c <= n_cells:
                 out[k, cell_bin[c - 1]] += 1
-            n_flag += flag[j]
-        j += sign
+            n_flag += fs[r]
     if n_flag > 0:
         dm_lo = dm_edges[0]
         dm_hi = dm_edges[-1]
@@ -146,12 +147,26 @@ def _row_table(ti, mi, t, m, first, last, sign, g, out):  # type: ignore[no-unty
 
 @njit(cache=True, nogil=True)
 def _row_end(ti, t, start, sign, dt_hi):  # type: ignore[no-untyped-def]
-    """Last index of the row from ``start`` (stepping by sign) whose |dt| is below dt_hi."""
-    j = start
-    n = t.size
-    while 0 <= j + sign < n and sign * (t[j + sign] - ti) < dt_hi:
-        j += sign
-    return j
+    """Last index of the row from ``start`` (stepping by sign) whose |dt| is below dt_hi; the
+    caller checked ``start`` itself. Bisection on the predicate as the kernels evaluate it
+    (``sign * (t[j] - ti) < dt_hi``, monotone along the row), so the row is the walk's row."""
+    if sign > 0:
+        lo, hi = start, t.size  # t[lo] in the row; t[hi] not (or past the end)
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if t[mid] - ti < dt_hi:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+    lo, hi = -1, start  # t[hi] in the row; t[lo] not (or before the start)
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if ti - t[mid] < dt_hi:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 @njit(cache=True, nogil=True)
