@@ -40,7 +40,6 @@ from broker.encode import decode_classification
 from broker.features import FeatureModel
 from broker.kafka import AlertConsumer, create_topics, wait_for_topics
 from broker.models import ModelSource
-from broker.replay_plan import DEFAULT_BANDS
 from broker.settings import BrokerSettings
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
 from dmdt.classify import Classifier, Predictions, lightcurve_counts
@@ -364,7 +363,6 @@ def _run_demo(
                 )
                 if st.consumed >= expected and replay is not None:
                     stream_end = time.monotonic()
-                    feature_points = app.features.points_held()  # before the revoke drops them
                     break
                 time.sleep(0.5)
         finally:
@@ -387,6 +385,10 @@ def _run_demo(
     if isinstance(clf, Classifier):
         offline = clf.classify_lightcurves(kept)
     else:  # hybrid: with the features of the points the stream last refreshed them at
+        # the points each source's features were computed on: its last record says
+        feature_points = {
+            sid.decode(): decode_classification(v).features_n_points or 0 for sid, v in last.items()
+        }
         offline, fresh = _hybrid_offline(clf, kept, feature_points)
     labels = {lc.source_id: lc.label for lc in curves}
     compared = same = identical = 0
@@ -440,14 +442,14 @@ def _run_demo(
 
 
 def _hybrid_offline(
-    clf: FeatureModel, curves: list[LightCurve], feature_points: dict[tuple[str, str], int]
+    clf: FeatureModel, curves: list[LightCurve], feature_points: dict[str, int]
 ) -> tuple[Any, int]:
     """A hybrid model's offline probabilities of whole curves, each with the features of the
-    points the stream's cache last computed them on (all of them when fresh); and how many
-    were fresh. The comparison is then exact whatever the refresh policy."""
+    first ``feature_points[source]`` points (the final record's ``features_n_points``: all of
+    them when fresh); and how many were fresh. Exact whatever the refresh policy."""
     rows, fresh = [], 0
     for lc in curves:
-        k = feature_points.get((lc.source_id, lc.band or DEFAULT_BANDS["crts"]), 0)
+        k = feature_points.get(lc.source_id, 0)
         fresh += k == len(lc)
         if k > 0:
             rows.append(clf.features(lc.t[:k], lc.m[:k], lc.err[:k]))

@@ -64,6 +64,7 @@ class Classification:
     ingest_timestamp: int  # epoch ms, when the input was consumed
     publish_timestamp: int  # epoch ms, when this record was produced
     alert_timestamp: int | None = None  # epoch ms, Kafka timestamp of the input message
+    features_n_points: int | None = None  # hybrid models: points the features were computed on
     broker_name: str = BROKER_NAME
     broker_version: str = __version__
 
@@ -94,6 +95,7 @@ def encode_classification(c: Classification, schema_dir: Path = SCHEMA_DIR) -> b
         "alert_timestamp": c.alert_timestamp,
         "ingest_timestamp": c.ingest_timestamp,
         "publish_timestamp": c.publish_timestamp,
+        "features_n_points": c.features_n_points,
     }
     return encode_record("classification", record, schema_dir)
 
@@ -115,6 +117,7 @@ def decode_classification(data: bytes, schema_dir: Path = SCHEMA_DIR) -> Classif
         ingest_timestamp=_ms(r["ingest_timestamp"]),  # type: ignore[arg-type]
         publish_timestamp=_ms(r["publish_timestamp"]),  # type: ignore[arg-type]
         alert_timestamp=_ms(r["alert_timestamp"]),
+        features_n_points=r["features_n_points"],
         broker_name=r["broker_name"],
         broker_version=r["broker_version"],
     )

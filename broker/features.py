@@ -124,11 +124,6 @@ class FeatureCache:
         entry = self._entries.get(key)
         return entry.n_points if entry is not None else 0
 
-    def points_held(self) -> dict[SourceKey, int]:
-        """Points each held vector was computed on (a copy: the demo reads it before the
-        consumer leaves the group and the revoke drops the entries)."""
-        return {key: entry.n_points for key, entry in list(self._entries.items())}
-
     def due(self, have: int, now: int) -> bool:
         """Whether a vector computed on ``have`` points must be recomputed at ``now`` points."""
         if have <= 0:

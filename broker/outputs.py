@@ -40,6 +40,7 @@ _LAYOUT: tuple[tuple[str, str], ...] = (
     ("alert_timestamp", "null|timestamp-millis"),
     ("ingest_timestamp", "timestamp-millis"),
     ("publish_timestamp", "timestamp-millis"),
+    ("features_n_points", "null|int"),  # classification 1.1: hybrid models only
 )
 _DOUBLE = struct.Struct("<d")
 
@@ -137,9 +138,7 @@ class ClassificationWriter:
         array = self._array_head + body + b"\0" if values else b"\0"
         return array + _cached_string(self.classes[best]), self.classes[best]
 
-    def batch(
-        self, ingest_timestamp: int, publish_timestamp: int
-    ) -> Callable[[str, str, int, str, int, bytes, float, int | None], bytes]:
+    def batch(self, ingest_timestamp: int, publish_timestamp: int) -> Callable[..., bytes]:
         """`encode` with the batch's timestamps bound (and Kafka timestamps cached)."""
         head = self._head
         tail = zigzag(ingest_timestamp) + zigzag(publish_timestamp)
@@ -155,6 +154,7 @@ class ClassificationWriter:
             probabilities: bytes,
             alert_time: float,
             alert_timestamp: int | None,
+            features_n_points: int | None = None,
         ) -> bytes:
             stamp = stamps.get(alert_timestamp)
             if stamp is None:
@@ -171,6 +171,7 @@ class ClassificationWriter:
                     pack(alert_time),
                     stamp,
                     tail,
+                    b"\0" if features_n_points is None else b"\2" + _small(features_n_points),
                 )
             )
 
@@ -188,6 +189,7 @@ class ClassificationWriter:
         alert_timestamp: int | None,
         ingest_timestamp: int,
         publish_timestamp: int,
+        features_n_points: int | None = None,
     ) -> bytes:
         """One framed record; ``probabilities`` comes from :meth:`probabilities`."""
         return b"".join(
@@ -203,5 +205,6 @@ class ClassificationWriter:
                 b"\0" if alert_timestamp is None else b"\2" + zigzag(alert_timestamp),
                 zigzag(ingest_timestamp),
                 zigzag(publish_timestamp),
+                b"\0" if features_n_points is None else b"\2" + _small(features_n_points),
             )
         )

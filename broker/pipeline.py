@@ -265,6 +265,7 @@ class Pipeline:
         alert_slot = slot[inverse].tolist()
         alert_points = n_points[inverse].tolist()
         alert_features = feature_points[inverse].tolist()
+        hybrid = served.kind == "hybrid"
         for a, i, s, n, f in zip(
             alerts, origin, alert_slot, alert_points, alert_features, strict=True
         ):
@@ -277,7 +278,7 @@ class Pipeline:
                 out.stale_outputs += f > 0
             value = encode(
                 a.survey, a.source_id, a.alert_id, a.band, n, blocks[s], a.alert_time,
-                msg.timestamp_ms,
+                msg.timestamp_ms, f if hybrid else None,
             )  # fmt: skip
             out.outputs.append((a.source_id.encode(), value))
             out.output_alert_ts.append(msg.timestamp_ms)

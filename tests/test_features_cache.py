@@ -225,11 +225,12 @@ def test_refresh_always_equals_offline(records, batch) -> None:
     curves = {lc.source_id: lc for lc in crts_curves(N_SOURCES)}
     assert set(last) == set(curves)
     for sid, lc in curves.items():
-        assert last[sid].n_points == len(lc)
+        assert last[sid].n_points == last[sid].features_n_points == len(lc)
         np.testing.assert_array_equal(state.history((sid, "V"))[0], lc.t)
         expected = offline(model, lc.t, lc.m, lc.err)
         np.testing.assert_array_equal(probs_of(last[sid]), expected)  # bit for bit
     assert {c.classifier_name for c in outputs} == {"fake-hybrid"}
+    assert all(c.features_n_points == c.n_points for c in outputs)
 
 
 def test_amortised_refresh_is_cheaper_and_exact_when_fresh(records) -> None:
@@ -240,6 +241,9 @@ def test_amortised_refresh_is_cheaper_and_exact_when_fresh(records) -> None:
     batches_touching = len(outputs)  # an upper bound of refresh-always's work
     assert totals["features_refreshed"] == len(model.calls) < batches_touching / 10
     assert totals["stale_outputs"] > 0
+    older = [c for c in outputs if c.features_n_points < c.n_points]
+    assert len(older) == totals["stale_outputs"]
+    assert all(c.features_n_points >= c.n_points / 1.25 for c in outputs)
     assert totals["missing_outputs"] == 0
     # every output's features were computed on at least n / 1.25 of its points: check one
     # source's last record against the features of the points they were refreshed at
@@ -250,6 +254,7 @@ def test_amortised_refresh_is_cheaper_and_exact_when_fresh(records) -> None:
         assert len(lc) / 1.25 <= n <= len(lc)
         np.testing.assert_array_equal(entry.vector, model.features(lc.t[:n], lc.m[:n], lc.err[:n]))
         last = [c for c in outputs if c.source_id == sid][-1]
+        assert last.features_n_points == n  # the record says how old its features are
         if n == len(lc):
             np.testing.assert_array_equal(probs_of(last), offline(model, lc.t, lc.m, lc.err))
         counts = state.counts(state.table.rows([(sid, "V")]))
@@ -297,6 +302,7 @@ def test_hot_reload_cnn_to_hybrid_to_hybrid(tmp_path, fake_module, records) -> N
 
     first = p.process(records[:half])
     assert {decode_classification(v).model_hash for _, v in first.outputs} == {cnn.content_hash}
+    assert {decode_classification(v).features_n_points for _, v in first.outputs} == {None}
     assert switch("hyb-a")
     assert source.current.kind == "hybrid"
     assert source.current.version == "hyb-a"
