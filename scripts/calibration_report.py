@@ -17,6 +17,7 @@ Writes ``<out>/*.json``, ``<out>/*.png`` and the markdown (docs/calibration.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -63,6 +64,12 @@ class Data:
         self.x_other = x16[other]
         self.other_ids = np.array([ds16.lcs[i].source_id for i in other])
         self.other_types = np.array([str(ds16.lcs[i].label) for i in other])
+
+
+@functools.lru_cache(maxsize=2)
+def load_data(budget: beyond.Budget, folds_dir: Path, cache: Path) -> Data:
+    """:class:`Data`, built once per process for the same arguments (loading CRTS takes seconds)."""
+    return Data(budget, folds_dir, cache)
 
 
 def own_predictions(d: Data, trees: int, work: Path) -> dict[str, np.ndarray]:
@@ -514,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = ROOT / "build" / ("calibration-quick" if quick else "calibration") / "work"
     if quick:
         work = out / "work"
-    d = Data(budget, folds_dir, cache)
+    d = load_data(budget, folds_dir, cache)
     if args.probs:
         probs, name = read_probs(args.probs, d), args.probs.stem
     else:

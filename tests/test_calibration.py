@@ -169,7 +169,7 @@ def test_calibration_report_quick_and_probs_file(tmp_path: Path) -> None:
     # the same predictions as a saved-probabilities file (string parts, another class order,
     # labels as names, no logits) give the same calibration
     budget = script.beyond.Budget(name="quick", per_class=8, gbm_trees=20)
-    d = script.Data(budget, out / "folds", cache)
+    d = script.load_data(budget, out / "folds", cache)  # the one main() built
     p = script.own_predictions(d, 20, out / "work" / "gbm_periodic_balanced_7")
     order = np.arange(len(d.classes))[::-1]
     parts = np.array(["held_out" if f < 0 else f"fold{f}" for f in p["part"]])
