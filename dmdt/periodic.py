@@ -20,7 +20,7 @@ from dmdt.lightcurves import LightCurve
 MAX_FREQ = 20.0  # cycles/day: periods down to 72 min (HADS); CRTS cadence aliases above anyway
 GRID_LOG2 = 18  # 2**18 + 1 frequencies: ~4x oversampled over a 3,000-day baseline
 N_HARMONICS = 4
-FEATURES_VERSION = 2  # bump when a feature's definition changes (invalidates caches and results)
+FEATURES_VERSION = 3  # bump when a feature's definition changes (invalidates caches and results)
 ERR_FLOOR = 0.005  # mag: a few CRTS errors are tiny or zero; weights 1 / max(err, floor)^2
 
 _BROAD = lcf.Extractor(
@@ -110,8 +110,31 @@ DOUBLE_NAMES = (
     "residual_period_snr",
     "residual_period_ratio",  # min/max of residual period and P: 0.74-0.75 for RRd
 )
+N_FOLD_BINS = 20
+RRD_RATIO = (0.735, 0.755)  # P1/P0 of double-mode RR Lyrae (overtone over fundamental)
+RRD_FREQ = (1.4, 4.0)  # cycles/day of the dominant mode where the double-mode search runs
+EXTRA_NAMES = (  # version 3
+    "mh_period",  # of the top periodogram peaks and their halves and doubles: best 4-harmonic chi2
+    "log10_mh_period",
+    "mh_period_ratio",  # mh_period / period: 2 for most contact binaries
+    "mh_chi2_ratio",  # chi2 at mh_period / chi2 at period
+    "odd_harmonic_F_2P",  # F statistic of the odd harmonics of an 8-harmonic fit at 2P
+    "R21_mh",
+    "R31_mh",
+    "phi21_mh",
+    "phi31_mh",
+    "fit_r2_mh",
+    "fold_scatter_mh",  # rms of points about the binned folded curve / model amplitude
+    *(f"fold_{i:02d}" for i in range(N_FOLD_BINS)),  # folded at mh_period, brightest at 0
+    "dm_power",  # residual GLS power at the RRd period ratio (either way round)
+    "dm_ratio",  # the ratio there
+    "dm_power_excess",  # that power over the residual power's median in the window
+    "median_err",
+    "amplitude_snr",  # model_amplitude / median_err
+)
 REST = (*PERIOD_NAMES, *HARMONIC_NAMES, *DOUBLE_NAMES)  # computed here, after the broad set
-FEATURE_NAMES: tuple[str, ...] = (*_BROAD.names, *REST)
+V2_NAMES: tuple[str, ...] = (*_BROAD.names, *REST)
+FEATURE_NAMES: tuple[str, ...] = (*V2_NAMES, *EXTRA_NAMES)
 
 
 def gls_power(t: np.ndarray, y: np.ndarray, w: np.ndarray, freqs: np.ndarray) -> np.ndarray:
@@ -273,6 +296,98 @@ def periodic_features(
     return out, resid
 
 
+def _fold_curve(phase: np.ndarray, y: np.ndarray, model_at: np.ndarray) -> np.ndarray:
+    """Median of ``y`` in N_FOLD_BINS phase bins; empty bins take the model's value there."""
+    idx = np.minimum((phase * N_FOLD_BINS).astype(np.int64), N_FOLD_BINS - 1)
+    order = np.argsort(idx, kind="stable")
+    bounds = np.searchsorted(idx[order], np.arange(N_FOLD_BINS + 1))
+    ys = y[order]
+    out = model_at.copy()
+    for i in range(N_FOLD_BINS):
+        if bounds[i + 1] > bounds[i]:
+            out[i] = np.median(ys[bounds[i] : bounds[i + 1]])
+    return out
+
+
+def _chi2(t: np.ndarray, y: np.ndarray, w: np.ndarray, freq: float, k: int) -> float:
+    return float(np.sum(w * (y - harmonic_fit(t, y, w, freq, k)[1]) ** 2))
+
+
+def extra_features(
+    t: np.ndarray, m: np.ndarray, err: np.ndarray, peaks: np.ndarray, period: float
+) -> np.ndarray:
+    """Version 3's features (:data:`EXTRA_NAMES` order) of one cleaned curve given its periodogram
+    ``peaks`` [P0, snr0, P1, snr1, P2, snr2] and refined ``period``: the period of best
+    multi-harmonic fit among the peaks, their halves and doubles; the curve folded there; the
+    residual power at the double-mode RR Lyrae period ratio; error-aware amplitude."""
+    w = 1.0 / np.maximum(err, ERR_FLOOR) ** 2
+    tz = t - t[0]
+    step = MAX_FREQ / 2**GRID_LOG2
+    f_best = 1.0 / period
+    candidates = [f_best, f_best / 2.0, f_best * 2.0]
+    for p in peaks[2::2]:
+        if np.isfinite(p) and p > 0:
+            f, _ = refine_frequency(tz, m, w, 1.0 / p, step)
+            candidates += [f, f / 2.0, f * 2.0]
+    chi2 = [_chi2(tz, m, w, f, N_HARMONICS) for f in candidates]
+    i = int(np.argmin(chi2))
+    f_mh = candidates[i]
+    out: dict[str, float] = {"mh_period": 1.0 / f_mh, "log10_mh_period": float(np.log10(1 / f_mh))}
+    out["mh_period_ratio"] = float(f_best / f_mh)
+    out["mh_chi2_ratio"] = float(chi2[i] / max(chi2[0], 1e-12))
+    chi2_2p = _chi2(tz, m, w, f_best / 2.0, 2 * N_HARMONICS)
+    dof = max(m.size - (4 * N_HARMONICS + 1), 1)
+    out["odd_harmonic_F_2P"] = float((chi2[0] - chi2_2p) / N_HARMONICS / max(chi2_2p / dof, 1e-12))
+
+    coef, model = harmonic_fit(tz, m, w, f_mh)
+    shape = _shape(coef, N_HARMONICS)
+    for name in ("R21", "R31", "phi21", "phi31"):
+        out[f"{name}_mh"] = shape[name]
+    var = np.sum(w * (m - np.average(m, weights=w)) ** 2)
+    out["fit_r2_mh"] = float(1.0 - np.sum(w * (m - model) ** 2) / var) if var > 0 else 0.0
+    # fold with the model's brightest point (smallest magnitude) at phase 0
+    grid = np.arange(N_FOLD_BINS) / N_FOLD_BINS
+    fine = np.linspace(0.0, 1.0, 200, endpoint=False)
+    a, b = coef[1::2], coef[2::2]
+
+    def model_at(ph: np.ndarray) -> np.ndarray:
+        x = 2 * np.pi * ph
+        return coef[0] + sum(
+            a[j] * np.cos((j + 1) * x) + b[j] * np.sin((j + 1) * x) for j in range(N_HARMONICS)
+        )
+
+    phi0 = fine[int(np.argmin(model_at(fine)))]
+    phase = np.mod(f_mh * tz - phi0, 1.0)
+    folded = _fold_curve(phase, m, model_at(grid + phi0 + 0.5 / N_FOLD_BINS))
+    amp = max(float(shape["model_amplitude"]), 1e-6)
+    med = float(np.median(m))
+    idx = np.minimum((phase * N_FOLD_BINS).astype(np.int64), N_FOLD_BINS - 1)
+    out["fold_scatter_mh"] = float(np.sqrt(np.mean((m - folded[idx]) ** 2)) / amp)
+    for j in range(N_FOLD_BINS):
+        out[f"fold_{j:02d}"] = float((folded[j] - med) / amp)
+
+    # double mode: prewhiten the dominant period, then search the residuals at P1/P0 ~ 0.745
+    resid = m - harmonic_fit(tz, m, w, f_best)[1]
+    span = max(float(tz[-1]), 1.0)
+    df = 1.0 / (3.0 * span)
+    lo, hi = RRD_RATIO
+    trial = np.concatenate(
+        [np.arange(f_best * lo, f_best * hi, df), np.arange(f_best / hi, f_best / lo, df)]
+    )
+    if RRD_FREQ[0] <= f_best <= RRD_FREQ[1] and trial.size:  # RR Lyrae periods only (cost)
+        p = gls_power(tz, resid, w, trial)
+        j = int(np.argmax(p))
+        out["dm_power"] = float(p[j])
+        out["dm_ratio"] = float(min(trial[j], f_best) / max(trial[j], f_best))
+        out["dm_power_excess"] = float(p[j] / max(np.median(p), 1e-12))
+    else:
+        out["dm_power"], out["dm_ratio"], out["dm_power_excess"] = 0.0, 0.0, 0.0
+    med_err = float(np.median(err))
+    out["median_err"] = med_err
+    out["amplitude_snr"] = float(shape["model_amplitude"] / max(med_err, ERR_FLOOR))
+    return np.array([out[n] for n in EXTRA_NAMES], dtype=np.float64)
+
+
 def features(
     lcs: Sequence[LightCurve], residual_period: bool = True
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -307,4 +422,16 @@ def features(
         "total": t4 - t0,
     }
     rest = np.array([[row[n] for n in REST] for row in rows], dtype=np.float64)
-    return np.concatenate([broad, rest], axis=1), timing
+    t5 = time.perf_counter()
+    i_period = len(_BROAD.names) + PERIOD_NAMES.index("period")
+    more = np.array(
+        [
+            extra_features(t, m, err, pk, p)
+            for (t, m, err), pk, p in zip(
+                triples, peaks, rest[:, i_period - len(_BROAD.names)], strict=True
+            )
+        ]
+    ).reshape(len(triples), len(EXTRA_NAMES))
+    timing["extra"] = time.perf_counter() - t5
+    timing["total"] += timing["extra"]
+    return np.concatenate([broad, rest, more], axis=1), timing

@@ -105,7 +105,7 @@ class Runner:
             settings = {"trees": b.gbm_trees, "balanced": balanced, **beyond_models.GBM_SETTINGS}
         elif spec.kind.startswith("rf"):
             weighted = spec.kind == "rf_weighted"
-            fp = beyond_models.forest(x, b, weighted)
+            fp = beyond_models.forest(x, n_classes, b, weighted)
             settings = {"trees": b.rf_trees, "weighted": weighted}
         else:
             fp = beyond_models.shallow_cnn(x, n_classes, b)
@@ -118,6 +118,7 @@ class Runner:
             "n_features": int(x.shape[1]),
             "settings": settings,
             "budget": beyond.budget_dict(b),
+            "outputs": "probs",
         }
         return beyond.run_model(spec.name, ds, fp, self.out, meta, parts)
 

@@ -30,7 +30,8 @@ N_FOLDS = 5
 PARTS = (*(f"fold{i}" for i in range(N_FOLDS)), "held_out")
 CLASS_SETS = {"7": data.PAPER_CLASSES, "16": None}  # None: every CRTS type
 
-# fit on (train indices, their labels), return predicted class indices for the test indices
+# fit on (train indices, their labels), return class probabilities (n_test, n_classes) of the test
+# indices (or predicted class indices, for models without probabilities)
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -122,7 +123,7 @@ def run_model(
     """Score ``fit_predict`` on each part not yet in ``<folder>/<name>.json``; save after each."""
     path = folder / f"{name}.json"
     doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    key = {k: meta.get(k) for k in ("budget", "features_id")}
+    key = {k: meta.get(k) for k in ("budget", "features_id", "outputs")}
     key["data_hash"] = ds.data_hash
     if any(doc.get(k) != v for k, v in key.items()):
         doc = {}
@@ -134,7 +135,10 @@ def run_model(
             continue
         train, test = part_indices(ds.folds, part)
         t0 = time.perf_counter()
-        pred = np.asarray(fit_predict(train, ds.labels[train], test))
+        out = np.asarray(fit_predict(train, ds.labels[train], test))
+        pred = out.argmax(axis=1) if out.ndim == 2 else out
+        if out.ndim == 2:
+            save_probs(folder / "probs" / f"{name}.npz", ds, part, test, out)
         result = classification_metrics(ds.labels[test], pred, ds.classes)
         result["wall_seconds"] = round(time.perf_counter() - t0, 1)
         result["pred"] = pred.tolist()
@@ -148,6 +152,38 @@ def run_model(
     doc["summary"] = summarise(doc)
     _write(path, doc)
     return doc
+
+
+def save_probs(path: Path, ds: Dataset, part: str, test: np.ndarray, probs: np.ndarray) -> None:
+    """Add (or replace) one part's class probabilities in ``path`` (npz: ids, labels, classes,
+    probs float16, part), for calibration and stacking."""
+    cols: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as z:
+            keep = z["part"] != part
+            cols = {k: z[k][keep] for k in ("ids", "labels", "probs", "part")}
+    new = {
+        "ids": np.array([ds.lcs[i].source_id for i in test]),
+        "labels": np.array([ds.classes[k] for k in ds.labels[test]]),
+        "probs": probs.astype(np.float16),
+        "part": np.array([part] * test.size),
+    }
+    merged = {k: np.concatenate([cols[k], v]) if cols else v for k, v in new.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, classes=np.array(ds.classes), **merged)
+    tmp.replace(path)
+
+
+def load_probs(path: Path, ds: Dataset) -> np.ndarray:
+    """Per curve of ``ds`` its saved probability (out-of-fold for fold curves, from the model
+    trained on all folds for held-out curves), float64 ``(n, n_classes)``."""
+    with np.load(path) as z:
+        row = {i: k for k, i in enumerate(z["ids"].tolist())}
+        missing = [lc.source_id for lc in ds.lcs if lc.source_id not in row]
+        if missing:
+            raise ValueError(f"{path}: no probabilities for {len(missing)} curves")
+        return z["probs"][[row[lc.source_id] for lc in ds.lcs]].astype(np.float64)
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:

@@ -54,18 +54,25 @@ def gbm(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool) -> FitPre
 
     def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
         model = make_gbm(n_classes, budget.gbm_trees, balanced).fit(x[train], y)
-        return np.asarray(model.predict(x[test]))
+        return _full_probs(model.predict_proba(x[test]), model.classes_, n_classes)
 
     return fit_predict
 
 
-def forest(x: np.ndarray, budget: Budget, weighted: bool) -> FitPredict:
+def _full_probs(probs: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over all ``n_classes`` (a class absent from a training part gets 0)."""
+    out = np.zeros((probs.shape[0], n_classes))
+    out[:, np.asarray(seen, dtype=np.int64)] = probs
+    return out
+
+
+def forest(x: np.ndarray, n_classes: int, budget: Budget, weighted: bool) -> FitPredict:
     """The paper-baseline random forest (trainer.forest) on feature matrix ``x``."""
     x = np.nan_to_num(x)
 
     def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
         model = make_forest(weighted, 0, budget.rf_trees).fit(x[train], y)
-        return np.asarray(model.predict(x[test]))
+        return _full_probs(model.predict_proba(x[test]), model.classes_, n_classes)
 
     return fit_predict
 
@@ -97,6 +104,8 @@ def shallow_cnn(flat_images: np.ndarray, n_classes: int, budget: Budget) -> FitP
             patience=budget.cnn_patience,
             seed=0,
         )
-        return predict_logits(net, to_batch(images[test])).argmax(axis=1)
+        logits = predict_logits(net, to_batch(images[test]))
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
 
     return fit_predict

@@ -1,0 +1,202 @@
+"""The hybrid classifier (issue 7): gradient boosting on periodic features and the dmdt image.
+
+The broker calls two things. :meth:`HybridClassifier.features` is the expensive per-source part
+(period search, harmonic fits, the folded curve: ~50-65 ms for a few hundred points); it is a
+pure function of the points, so the stream may refresh it only every so often and keep the last
+vector. :meth:`HybridClassifier.classify` is cheap and batched: it takes the dmdt pair counts the
+stream keeps up to date on every alert, plus the stored feature vectors.
+
+A model directory holds ``model.json`` (kind ``hybrid``: classes, grid, feature names and version,
+the design, training record and metrics), LightGBM boosters as text (``gbm_<i>.txt``), and for
+designs with a dmdt CNN branch its weights as ``cnn.npz`` (plain arrays, loaded without pickle).
+``MANIFEST.json`` records their sha256; :meth:`HybridClassifier.load` refuses a directory whose
+files do not match it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dmdt import periodic
+from dmdt.engine import normalize
+from dmdt.grids import Grid, get_grid
+from dmdt.lightcurves import LightCurve, clean
+
+KIND = "hybrid"
+FORMAT = "dmdt-hybrid/1"
+CONFIG_FILE = "model.json"
+MANIFEST_FILE = "MANIFEST.json"
+IMAGE_MODES = ("none", "flat")  # what of the dmdt image goes into the boosters, beside features
+
+
+def is_hybrid_model(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a model directory whose model.json says ``"kind": "hybrid"``."""
+    config = Path(path) / CONFIG_FILE
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("kind") == KIND
+    except (ValueError, AttributeError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class HybridClassifier:
+    """Boosters over ``[features, image columns]``; probabilities averaged over the boosters."""
+
+    name: str
+    classes: list[str]
+    grid: Grid
+    boosters: list[Any]  # lightgbm.Booster, one per seed
+    min_points: int = 20
+    image_mode: str = "none"
+    feature_names: list[str] = field(default_factory=lambda: list(periodic.FEATURE_NAMES))
+    features_version: int = periodic.FEATURES_VERSION
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: str = "unsaved"
+
+    def __post_init__(self) -> None:
+        if self.image_mode not in IMAGE_MODES:
+            raise ValueError(f"image_mode {self.image_mode!r} not in {IMAGE_MODES}")
+        if not self.boosters:
+            raise ValueError("a hybrid model needs at least one booster")
+
+    # --- the per-source features (expensive, refreshed now and then by the stream) -------------
+
+    def features(self, t: np.ndarray, m: np.ndarray, err: np.ndarray) -> np.ndarray:
+        """The periodic feature vector ``(F,)`` float64 of one source's points (any order; bad
+        points dropped, same times merged as in training); all NaN below ``min_points``."""
+        if self.features_version != periodic.FEATURES_VERSION:
+            raise ValueError(
+                f"model {self.name} wants periodic features version {self.features_version}, "
+                f"this code computes version {periodic.FEATURES_VERSION}"
+            )
+        lc, _ = clean(LightCurve("source", t, m, err), self.min_points, min_time=None)
+        if lc is None:
+            return np.full(len(self.feature_names), np.nan)
+        x, _ = periodic.features([lc])
+        return np.asarray(x[0], dtype=np.float64)
+
+    # --- batched classification (cheap, every alert) ------------------------------------------
+
+    def design(
+        self, counts: np.ndarray, n_points: Sequence[int], features: np.ndarray
+    ) -> np.ndarray:
+        """The boosters' input ``(n, F [+ n_dt * n_dm])``: features, then the image if used."""
+        c = np.asarray(counts)
+        x = np.asarray(features, dtype=np.float64)
+        n = np.asarray(n_points, dtype=np.int64)
+        if c.ndim != 3 or tuple(c.shape[1:]) != self.grid.shape:
+            raise ValueError(f"counts must be (n, {self.grid.shape[0]}, {self.grid.shape[1]}), "
+                             f"got {c.shape}")  # fmt: skip
+        if x.ndim != 2 or x.shape != (c.shape[0], len(self.feature_names)):
+            raise ValueError(f"features must be ({c.shape[0]}, {len(self.feature_names)}), "
+                             f"got {x.shape}")  # fmt: skip
+        if n.shape != (c.shape[0],):
+            raise ValueError(f"n_points must have {c.shape[0]} entries, got {n.shape}")
+        if self.image_mode == "flat":
+            images = (
+                normalize(c, n).reshape(c.shape[0], c.shape[1] * c.shape[2]).astype(np.float64)
+                / 255.0
+            )
+            x = np.concatenate([x, images], axis=1)
+        return x
+
+    def classify(
+        self, counts: np.ndarray, n_points: Sequence[int], features: np.ndarray
+    ) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` float64, rows summing to 1, from dmdt pair
+        ``counts`` int32 ``(n, n_dt, n_dm)`` on :attr:`grid`, the curves' point numbers and
+        their :meth:`features` rows ``(n, F)`` (NaN allowed)."""
+        x = self.design(counts, n_points, features)
+        if x.shape[0] == 0:
+            return np.zeros((0, len(self.classes)))
+        probs = np.mean([b.predict(x) for b in self.boosters], axis=0)
+        probs = np.asarray(probs, dtype=np.float64).reshape(x.shape[0], len(self.classes))
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    # --- the model directory ------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """model.json's content (without file hashes)."""
+        return {
+            "kind": KIND,
+            "format": FORMAT,
+            "name": self.name,
+            "classes": list(self.classes),
+            "grid": self.grid.to_dict(),
+            "min_points": self.min_points,
+            "image_mode": self.image_mode,
+            "feature_names": list(self.feature_names),
+            "features_version": self.features_version,
+            "boosters": [f"gbm_{i}.txt" for i in range(len(self.boosters))],
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model directory (boosters as LightGBM text, model.json, MANIFEST.json last);
+        other files there (README.md) are left alone. Sets :attr:`version` to the content hash."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MANIFEST_FILE).unlink(missing_ok=True)
+        config = self.config()
+        for name, booster in zip(config["boosters"], self.boosters, strict=True):
+            (out / name).write_text(booster.model_to_string())
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+        files = {n: _sha256(out / n) for n in (*config["boosters"], CONFIG_FILE)}
+        content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        manifest = {"format": FORMAT, "files": files, "content_hash": content}
+        (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        self.version = f"{self.name}-{content[:12]}"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HybridClassifier:
+        """Read and verify a model directory written by :meth:`save`."""
+        import lightgbm as lgb
+
+        folder = Path(path)
+        if not is_hybrid_model(folder):
+            raise ValueError(
+                f"{folder} is not a hybrid model directory (no model.json kind hybrid)"
+            )
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        for name, digest in manifest["files"].items():
+            if _sha256(folder / name) != digest:
+                raise ValueError(f"{folder / name} does not match {MANIFEST_FILE}: refusing it")
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        if config.get("format") != FORMAT:
+            raise ValueError(f"{folder}: format {config.get('format')!r}, expected {FORMAT!r}")
+        boosters = [lgb.Booster(model_str=(folder / n).read_text()) for n in config["boosters"]]
+        model = cls(
+            name=config["name"],
+            classes=[str(c) for c in config["classes"]],
+            grid=Grid.from_dict(config["grid"]),
+            boosters=boosters,
+            min_points=int(config["min_points"]),
+            image_mode=config["image_mode"],
+            feature_names=list(config["feature_names"]),
+            features_version=int(config["features_version"]),
+            training=config.get("training", {}),
+            metrics=config.get("metrics", {}),
+        )
+        model.version = f"{model.name}-{manifest['content_hash'][:12]}"
+        return model
+
+
+def default_grid() -> Grid:
+    """The grid hybrid models are trained on (the paper's, as models/default)."""
+    return get_grid("mahabal2017")

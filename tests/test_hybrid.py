@@ -1,0 +1,140 @@
+"""The hybrid classifier (dmdt/hybrid.py): features, classify, the model directory, fit-hybrid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmdt import periodic
+from dmdt.classify import lightcurve_counts
+from dmdt.hybrid import HybridClassifier, is_hybrid_model
+from dmdt.lightcurves import LightCurve, clean, read_crts_csv
+from trainer import data
+from trainer.hybrid_fit import HybridOptions, HybridPredictor, fit_hybrid
+
+pytest.importorskip("lightgbm")
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models/hybrid-7"
+
+
+def synthetic(period: float, label: str, seed: int) -> LightCurve:
+    """A CRTS-like curve: seasons over 8 years; sinusoid or sawtooth by label."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(53500.0, 56500.0, 200))
+    t = t[np.mod(t, 365.25) < 240.0]
+    phase = np.mod(t / period, 1.0)
+    signal = 0.3 * np.sin(2 * np.pi * phase) if label == "A" else 0.6 * (phase - 0.5)
+    m = 15.0 + signal + rng.normal(0.0, 0.05, t.size)
+    return LightCurve(f"s{seed}", t, m, np.full(t.size, 0.05), label=label)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[HybridClassifier, Path]:
+    """fit-hybrid on 24 synthetic curves of two classes (a folder of CSVs)."""
+    from dmdt.datasets import export_csv
+
+    rng = np.random.default_rng(0)
+    lcs = [
+        synthetic(float(rng.uniform(0.3, 0.7)), label, seed)
+        for seed, label in enumerate(["A", "B"] * 12)
+    ]
+    folder = tmp_path_factory.mktemp("curves")
+    export_csv(lcs, folder)
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    opts = HybridOptions(classes=None, trees=20, seeds=(0, 1), min_points=20)
+    model, metrics = fit_hybrid(str(folder), out, opts, name="tiny")
+    assert metrics["n"] == 4  # round(20% of 12) per class, held out
+    assert metrics["accuracy"] >= 3 / 4  # sinusoid vs sawtooth: easy
+    return model, out
+
+
+def _inputs(model: HybridClassifier, lcs: list[LightCurve]) -> tuple[np.ndarray, ...]:
+    counts, n_points = lightcurve_counts(lcs, model.grid)
+    feats = np.array([model.features(lc.t, lc.m, lc.err) for lc in lcs])
+    return counts, n_points, feats
+
+
+def test_save_load_round_trip_gives_identical_probabilities(
+    tiny_model: tuple[HybridClassifier, Path], tmp_path: Path
+) -> None:
+    model, out = tiny_model
+    assert is_hybrid_model(out)
+    assert not is_hybrid_model(REPO / "models/default")
+    loaded = HybridClassifier.load(out)
+    assert loaded.classes == ["A", "B"]
+    assert loaded.version == model.version != "unsaved"
+    assert loaded.feature_names == list(periodic.FEATURE_NAMES)
+    lcs = [synthetic(0.45, "A", 100), synthetic(0.52, "B", 101)]
+    args = _inputs(loaded, lcs)
+    np.testing.assert_array_equal(model.classify(*args), loaded.classify(*args))
+    assert not list(out.glob("*.pkl"))
+    # a changed weight file is refused
+    booster = out / json.loads((out / "model.json").read_text())["boosters"][0]
+    booster.write_text(booster.read_text().replace("Tree=0", "Tree=0 ", 1))
+    with pytest.raises(ValueError, match="does not match"):
+        HybridClassifier.load(out)
+    model.save(out)  # restore for the other tests
+
+
+def test_features_deterministic_and_order_free(tiny_model: tuple[HybridClassifier, Path]) -> None:
+    model, _ = tiny_model
+    lc = synthetic(0.61734, "A", 7)
+    a = model.features(lc.t, lc.m, lc.err)
+    assert a.dtype == np.float64
+    assert a.shape == (len(periodic.FEATURE_NAMES),)
+    np.testing.assert_array_equal(a, model.features(lc.t, lc.m, lc.err))
+    rev = slice(None, None, -1)
+    np.testing.assert_array_equal(a, model.features(lc.t[rev], lc.m[rev], lc.err[rev]))
+    period = a[periodic.FEATURE_NAMES.index("period")]
+    assert period == pytest.approx(0.61734, rel=1e-4)
+    short = model.features(lc.t[:5], lc.m[:5], lc.err[:5])
+    assert np.isnan(short).all()
+
+
+def test_classify_shapes_normalisation_and_bad_input(
+    tiny_model: tuple[HybridClassifier, Path],
+) -> None:
+    model, _ = tiny_model
+    lcs = [synthetic(0.4 + 0.05 * i, "AB"[i % 2], 200 + i) for i in range(5)]
+    counts, n_points, feats = _inputs(model, lcs)
+    probs = model.classify(counts, n_points, feats)
+    assert probs.shape == (5, 2)
+    assert probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert (probs >= 0).all()
+    # batch composition does not change a row
+    np.testing.assert_allclose(model.classify(counts[:1], n_points[:1], feats[:1]), probs[:1])
+    # NaN features (a source whose features are not computed yet) still give probabilities
+    nan_probs = model.classify(counts[:1], n_points[:1], np.full_like(feats[:1], np.nan))
+    np.testing.assert_allclose(nan_probs.sum(), 1.0)
+    assert model.classify(counts[:0], n_points[:0], feats[:0]).shape == (0, 2)
+    with pytest.raises(ValueError, match="counts must be"):
+        model.classify(counts[:, :-1], n_points, feats)
+    with pytest.raises(ValueError, match="features must be"):
+        model.classify(counts, n_points, feats[:, :-1])
+
+
+def test_predictor_on_real_curves(tiny_model: tuple[HybridClassifier, Path]) -> None:
+    _, out = tiny_model
+    lcs = [clean(read_crts_csv(p))[0] for p in sorted((REPO / "tests/data/crts").glob("*.csv"))]
+    lcs = [lc for lc in lcs if lc is not None]
+    preds = HybridPredictor.load(out).classify_lightcurves(lcs)
+    assert preds.probabilities.shape == (len(lcs), 2)
+    assert set(preds.labels) <= {"A", "B"}
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="models/hybrid-7 not built")
+def test_shipped_model_loads_and_classifies_a_real_curve() -> None:
+    model = HybridClassifier.load(SHIPPED)
+    assert model.classes == list(data.PAPER_CLASSES)
+    assert model.features_version == periodic.FEATURES_VERSION
+    assert model.metrics["accuracy"] > 0.85
+    lcs = [clean(read_crts_csv(p))[0] for p in sorted((REPO / "tests/data/crts").glob("*.csv"))]
+    lcs = [lc for lc in lcs if lc is not None][:2]
+    probs = model.classify(*_inputs(model, lcs))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 5_000_000

@@ -1,0 +1,170 @@
+"""``dmdt-train fit-hybrid``: train the hybrid classifier (dmdt/hybrid.py) on all labelled curves
+but the fixed held-out part, score that part, write the model directory.
+
+The held-out part is issue 7's (trainer/beyond.py): 20% of each class, stratified, seed 0, the
+same curves as ``dmdt-train fit --seed 0`` holds out. Periodic features cost ~50 ms per curve; give
+``cache`` (build/beyond-cache) to reuse the harness's feature matrices, which are keyed by the
+features' version and the hash of every labelled curve of the data (all classes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dmdt import periodic
+from dmdt.hybrid import HybridClassifier, default_grid
+from dmdt.lightcurves import LightCurve
+from trainer import data
+from trainer.beyond import HELD_OUT, fold_ids
+from trainer.evaluate import classification_metrics
+
+
+@dataclass(frozen=True)
+class HybridOptions:
+    """What ``fit-hybrid`` trains; saved in model.json's training record."""
+
+    classes: tuple[str, ...] | None = data.PAPER_CLASSES
+    image_mode: str = "flat"
+    seeds: tuple[int, ...] = (0,)
+    trees: int = 400
+    learning_rate: float = 0.05
+    num_leaves: int = 7  # small trees: as accurate here as 31 leaves (docs/beyond.md), 4x smaller
+    min_child_samples: int = 10
+    colsample_bytree: float = 0.3
+    reg_lambda: float = 5.0
+    balanced: bool = True
+    min_points: int = 20
+    test_frac: float = 0.2
+
+
+def features_of(lcs: Sequence[LightCurve], cache: Path | None) -> tuple[np.ndarray, float]:
+    """Periodic features of ``lcs`` (cached under ``cache`` by version and data hash) and their
+    cost in ms per curve as measured when computed."""
+    name = f"periodic_v{periodic.FEATURES_VERSION}"
+    path = None
+    if cache is not None:
+        digest = hashlib.sha256(f"{name}\0{data.data_hash(lcs)}".encode()).hexdigest()[:16]
+        path = cache / f"{name}-{digest}.npz"
+        if path.exists():
+            z = np.load(path)
+            return z["x"], float(z["ms_per_curve"])
+    t0 = time.perf_counter()
+    x, _ = periodic.features(lcs)
+    ms = (time.perf_counter() - t0) * 1e3 / max(len(lcs), 1)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, x=x, ms_per_curve=ms, ids=[lc.source_id for lc in lcs])
+    return x, ms
+
+
+def train_boosters(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions) -> list[Any]:
+    """One LightGBM booster per seed on ``(x, y)``, one thread each."""
+    import lightgbm as lgb
+
+    boosters = []
+    for seed in opts.seeds:
+        model = lgb.LGBMClassifier(
+            n_estimators=opts.trees,
+            learning_rate=opts.learning_rate,
+            num_leaves=opts.num_leaves,
+            min_child_samples=opts.min_child_samples,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=opts.colsample_bytree,
+            reg_lambda=opts.reg_lambda,
+            class_weight="balanced" if opts.balanced else None,
+            objective="multiclass",
+            num_class=n_classes,
+            random_state=seed,
+            deterministic=True,
+            force_row_wise=True,
+            n_jobs=1,
+            verbose=-1,
+        )
+        boosters.append(model.fit(x, y).booster_)
+    return boosters
+
+
+def fit_hybrid(
+    source: str,
+    out: str | Path,
+    opts: HybridOptions,
+    name: str = "hybrid",
+    cache: Path | None = None,
+) -> tuple[HybridClassifier, dict[str, Any]]:
+    """Train on every curve of ``source`` outside the held-out part, score the held-out part,
+    save the model to ``out``; returns the model and the held-out metrics."""
+    every = data.load(source, None, opts.min_points)
+    x_all, ms = features_of(every, cache)
+    classes = data.class_names(every, opts.classes)
+    keep = np.array([lc.label in classes for lc in every])
+    lcs = [lc for lc, k in zip(every, keep, strict=True) if k]
+    x_feat = x_all[keep]
+    y = np.array([classes.index(str(lc.label)) for lc in lcs], dtype=np.int64)
+    counts, n_points = _counts(lcs)
+    folds = fold_ids(y, held_out_frac=opts.test_frac)
+    train, test = np.flatnonzero(folds != HELD_OUT), np.flatnonzero(folds == HELD_OUT)
+    grid = default_grid()
+
+    def model_for(boosters: list[Any]) -> HybridClassifier:
+        return HybridClassifier(name=name, classes=list(classes), grid=grid, boosters=boosters,
+                                min_points=opts.min_points, image_mode=opts.image_mode)  # fmt: skip
+
+    probe = model_for([None])  # the design matrix only needs the grid and the mode
+    x = probe.design(counts, n_points, x_feat)
+    t0 = time.perf_counter()
+    model = model_for(train_boosters(x[train], y[train], len(classes), opts))
+    metrics: dict[str, Any] = {}
+    if test.size:
+        probs = model.classify(counts[test], n_points[test], x_feat[test])
+        metrics = classification_metrics(y[test], probs.argmax(axis=1), classes)
+        metrics["evaluated_on"] = "held-out part (20% per class, stratified, seed 0)"
+    model.training = {
+        "data": source,
+        "data_hash": data.data_hash(lcs),
+        "n_train": int(train.size),
+        "n_held_out": int(test.size),
+        "held_out_ids": [lcs[i].source_id for i in test],
+        "options": asdict(opts),
+        "features_ms_per_curve": round(ms, 1),
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
+    model.metrics = {k: v for k, v in metrics.items() if k != "classes"}
+    model.save(out)
+    return model, metrics
+
+
+def _counts(lcs: Sequence[LightCurve]) -> tuple[np.ndarray, np.ndarray]:
+    from dmdt.classify import lightcurve_counts
+
+    return lightcurve_counts(lcs, default_grid())
+
+
+class HybridPredictor:
+    """A hybrid model behind the interface ``dmdt-train predict`` uses (trainer.predict)."""
+
+    def __init__(self, model: HybridClassifier) -> None:
+        self.model = model
+        self.classes = tuple(model.classes)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HybridPredictor:
+        """Load a hybrid model directory."""
+        return cls(HybridClassifier.load(path))
+
+    def classify_lightcurves(self, lcs: Sequence[LightCurve]) -> Any:
+        """Probabilities of cleaned light curves (computes their features: ~50 ms each)."""
+        from dmdt.classify import Predictions
+
+        counts, n_points = _counts(lcs)
+        feats = np.array([self.model.features(lc.t, lc.m, lc.err) for lc in lcs])
+        feats = feats.reshape(len(lcs), len(self.model.feature_names))
+        probs = self.model.classify(counts, n_points, feats)
+        return Predictions(tuple(lc.source_id for lc in lcs), self.classes, probs)
