@@ -42,22 +42,37 @@ class Spec:
     label: str
 
 
-N = len(periodic.FEATURE_NAMES)
+N2, N = len(periodic.V2_NAMES), len(periodic.FEATURE_NAMES)
+SMALL = "400 rounds of 7-leaf trees, balanced"
 SPECS = (
-    Spec("gbm_periodic_balanced_7", "7", "periodic", "gbm_balanced",
-         f"LightGBM, {N} periodic features, balanced"),
-    Spec("gbm_periodic_7", "7", "periodic", "gbm", f"LightGBM, {N} periodic features"),
+    Spec("gbm_periodic_balanced_7", "7", "periodic76", "gbm_balanced",
+         f"LightGBM, {N2} periodic features (v2), balanced"),
+    Spec("gbm_periodic_7", "7", "periodic76", "gbm", f"LightGBM, {N2} periodic features (v2)"),
+    Spec("gbm_v3_7", "7", "periodic", "gbm_small",
+         f"LightGBM, {N} periodic features (v3), {SMALL} (models/hybrid-7)"),
+    Spec("gbm_v3_dmdt_7", "7", "periodic+dmdt", "gbm_small",
+         f"LightGBM, {N} periodic features + 528 dmdt pixels, {SMALL}"),
+    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/default setup)"),
+    Spec("stack_v3_dmdt_cnn_7", "7", "periodic+dmdt+cnn", "gbm_small",
+         f"LightGBM, {N} periodic features + dmdt pixels + dmdt CNN probabilities (stacked)"),
+    Spec("mlp_v3_7", "7", "periodic", "mlp", f"MLP (torch), {N} periodic features, 3 seeds"),
+    Spec("blend_gbm_mlp_7", "7", "periodic+dmdt", "blend",
+         "0.7 x LightGBM (features + dmdt pixels) + 0.3 x MLP (features)"),
     Spec("rf_paper18_7", "7", "paper18", "rf", "random forest, paper's 18 features"),
     Spec("rf_paper18_weighted_7", "7", "paper18", "rf_weighted",
          "random forest, paper's 18 features, balanced"),
-    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/default setup)"),
-    Spec("gbm_periodic_balanced_16", "16", "periodic", "gbm_balanced",
-         f"LightGBM, {N} periodic features, balanced"),
+    Spec("gbm_periodic_balanced_16", "16", "periodic76", "gbm_balanced",
+         f"LightGBM, {N2} periodic features (v2), balanced"),
+    Spec("gbm_v3_16", "16", "periodic", "gbm_small",
+         f"LightGBM, {N} periodic features (v3), {SMALL}"),
+    Spec("gbm_v3_dmdt_16", "16", "periodic+dmdt", "gbm_small",
+         f"LightGBM, {N} periodic features + 528 dmdt pixels, {SMALL}"),
     Spec("rf_paper18_16", "16", "paper18", "rf", "random forest, paper's 18 features"),
 )  # fmt: skip
 
 FEATURES: dict[str, Callable[[Sequence[LightCurve]], np.ndarray]] = {
     "periodic": lambda lcs: periodic.features(lcs)[0],
+    "periodic76": lambda lcs: periodic.features(lcs)[0][:, :N2],
     "paper18": lambda lcs: paper_features.features(lcs),
     "dmdt": beyond_models.cnn_images,
 }
@@ -66,8 +81,10 @@ FEATURES: dict[str, Callable[[Sequence[LightCurve]], np.ndarray]] = {
 # cache file names: a change in the periodic features' definitions invalidates cache and results
 FEATURE_IDS = {
     "periodic": f"periodic_v{periodic.FEATURES_VERSION}",
+    "periodic76": "periodic_v2",
     "paper18": "paper18",
     "dmdt": "dmdt_mahabal2017",
+    "cnn": "cnn_shallow_7 out-of-fold probabilities",
 }
 
 
@@ -85,6 +102,16 @@ class Runner:
         return self._ds[class_set]
 
     def features(self, ds: beyond.Dataset, name: str) -> np.ndarray:
+        """The matrix of feature set ``name`` (``a+b`` joins sets; ``dmdt`` pixels scaled to
+        [0, 1] beside others; ``cnn`` the CNN's saved out-of-fold probabilities)."""
+        if "+" in name:
+            names = name.split("+")
+            parts = [self.features(ds, n) / (255.0 if n == "dmdt" else 1.0) for n in names]
+            self.cost_ms[name] = sum(self.cost_ms[n] for n in name.split("+"))
+            return np.concatenate(parts, axis=1)
+        if name == "cnn":
+            self.cost_ms[name] = self.cost_ms.get("dmdt", 0.2)  # plus the net: ~0.1 ms per image
+            return beyond.load_probs(self.out / "probs" / f"cnn_shallow_{ds.class_set}.npz", ds)
         full = self.dataset("16")
         x, ms = beyond.cached_features(full, FEATURE_IDS[name], FEATURES[name], self.cache)
         self.cost_ms[name] = ms
@@ -99,7 +126,22 @@ class Runner:
         n_classes = len(ds.classes)
         b = self.budget
         settings: dict[str, Any]
-        if spec.kind.startswith("gbm"):
+        if spec.kind == "gbm_small":
+            fp = beyond_models.gbm_small(x, n_classes, b)
+            settings = beyond_models.small_settings(b)
+        elif spec.kind == "mlp":
+            fp = beyond_models.mlp(x, n_classes, b)
+            settings = {"hidden": [256, 128], "epochs": 60, "seeds": 3, "normalise": "quantile"}
+        elif spec.kind == "blend":  # x is periodic+dmdt; the MLP sees the periodic part only
+            fp = beyond_models.blend([
+                (beyond_models.gbm_small(x, n_classes, b), 0.7),
+                (beyond_models.mlp(x[:, :N], n_classes, b), 0.3),
+            ])  # fmt: skip
+            settings = {
+                "weights": {"gbm_small": 0.7, "mlp": 0.3},
+                **beyond_models.small_settings(b),
+            }
+        elif spec.kind.startswith("gbm"):
             balanced = spec.kind == "gbm_balanced"
             fp = beyond_models.gbm(x, n_classes, b, balanced)
             settings = {"trees": b.gbm_trees, "balanced": balanced, **beyond_models.GBM_SETTINGS}
@@ -113,7 +155,7 @@ class Runner:
         meta = {
             "label": spec.label,
             "features": spec.features,
-            "features_id": FEATURE_IDS[spec.features],
+            "features_id": "+".join(FEATURE_IDS[n] for n in spec.features.split("+")),
             "feature_ms_per_curve": round(self.cost_ms[spec.features], 3),
             "n_features": int(x.shape[1]),
             "settings": settings,
@@ -141,6 +183,31 @@ def feature_cost(runner: Runner, out: Path, every: int = 10) -> dict[str, Any]:
     return doc
 
 
+FEATURED = {"7": "gbm_v3_7", "16": "gbm_v3_16"}  # per-class tables: the shipped design
+
+FINDINGS = (
+    "What the measurements say (same folds, same held-out part for every row). Version 3's"
+    " features (a period chosen by a 4-harmonic fit among the periodogram's peaks, their halves"
+    " and doubles; the curve folded there in 20 bins; a residual search at the double-mode ratio"
+    " P1/P0 = 0.735-0.755; error-aware amplitude) raise RRd recall (folds 0.675 -> 0.705,"
+    " held-out 0.82 -> 0.86) and held-out accuracy (0.901 -> 0.909), but the fold means of"
+    " accuracy and macro-F1 do not move beyond their spread. The dmdt image adds nothing on top"
+    " of the features by either route measured: its 528 pixels beside the features, or the"
+    " shallow CNN's out-of-fold probabilities stacked into the boosting (for the fold rows the"
+    " stacked CNN of a training curve was trained on folds that include the scored fold, a mild"
+    " leak that can only flatter it; the held-out row is clean). A torch MLP on the same"
+    " features is a little weaker than boosting; blending the two gains 0.001 on the folds."
+    " Tried in scratch and not kept: deeper or shallower trees, 1,000 rounds at a lower rate,"
+    " three seeds, extra-trees blends, per-class probability weights tuned on the folds (held-out"
+    " worse), daily aliases (f +- 1, 2 per day) among the candidate periods (no gain). The"
+    " remaining errors are mostly RRab <-> RRc at a one-day alias of the period (the wrong"
+    " period falls in the other class's range), RRc <-> RRd, and EW against EA, RRc and"
+    " RS_CVn. Issue 7's targets (0.93 / 0.92) are not reached: the best 5-fold accuracy is"
+    " 0.894, held-out 0.909; RRd recall >= 0.80 is met on the held-out part (0.86), not in"
+    " the fold mean (0.705). The shipped design is `gbm_v3_7`: the best held-out row, no worse"
+    " on the folds than anything else, and the cheapest to serve."
+)
+
 REFERENCE = (
     "The issue quotes an independent measurement (train on a set like this one, test on a"
     " disjoint set of the same survey, 7 classes): shallow dmdt CNN accuracy 0.72, macro-F1 0.66,"
@@ -162,6 +229,8 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
     """docs/beyond.md from the JSON files in ``out``."""
     docs = {s.name: json.loads((out / f"{s.name}.json").read_text())
             for s in SPECS if (out / f"{s.name}.json").exists()}  # fmt: skip
+    for d in docs.values():  # a run in progress saves parts before the summary
+        d["summary"] = beyond.summarise(d)
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     lines = [
         "# Beyond the paper: the baseline table (issue 7)",
@@ -177,7 +246,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
         " curve on one thread, measured over the whole data set (2-core shared machine).",
         "",
     ]
-    lines += [REFERENCE, ""]
+    lines += [REFERENCE, "", FINDINGS, ""]
     cost_path = out / "feature_cost.json"
     if cost_path.exists():
         cost = json.loads(cost_path.read_text())
@@ -192,9 +261,11 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
     lines += [
         f"The {N} periodic features (`dmdt/periodic.py`, version {periodic.FEATURES_VERSION}):"
         " light-curve's broad set `"
-        + "`, `".join(periodic.FEATURE_NAMES[: -len(periodic.REST)])
-        + "`; periods and shape `"
+        + "`, `".join(periodic.V2_NAMES[: -len(periodic.REST)])
+        + f"`; periods and shape (version 2, the first {N2}) `"
         + "`, `".join(periodic.REST)
+        + "`; version 3 adds `"
+        + "`, `".join(periodic.EXTRA_NAMES)
         + "`.",
         "",
     ]
@@ -217,7 +288,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
                 f" | {f1[1]} | {rrd[0]} | {rrd[1]} | {d['feature_ms_per_curve']:.1f} |"
             )
         lines.append("")
-        best_spec, best = max(rows, key=lambda r: r[1]["summary"]["macro_f1"]["mean"] or 0.0)
+        best_spec, best = next((r for r in rows if r[0].name == FEATURED[class_set]), rows[0])
         s = best["summary"]
         lines += [
             f"Per-class recall of `{best_spec.name}` (fold mean / held-out):",
@@ -275,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{spec.name}:", flush=True)
             runner.run(spec, parts)
             print(f"{spec.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    if any(s.features == "periodic" for s in SPECS if s.name in names):
+    if any("periodic" in s.features for s in SPECS if s.name in names):
         feature_cost(runner, out)
     write_doc(out, doc, "python scripts/beyond_paper.py" + (" --quick" if args.quick else ""))
     print(f"wrote {doc}")

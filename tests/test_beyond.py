@@ -105,6 +105,16 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
         doc = json.loads((out / f"{name}.json").read_text())
         assert set(doc["parts"]) == set(beyond.PARTS)
         assert doc["summary"]["n_folds"] == beyond.N_FOLDS
+    for name in names:  # every model saves its class probabilities per part
+        with np.load(out / "probs" / f"{name}.npz") as z:
+            doc = json.loads((out / f"{name}.json").read_text())
+            assert set(z["part"]) == set(beyond.PARTS)
+            assert z["probs"].shape == (z["ids"].size, len(doc["classes"]))
+            np.testing.assert_allclose(z["probs"].astype(float).sum(axis=1), 1.0, atol=0.01)
+            held = z["part"] == "held_out"
+            pred = z["probs"][held].astype(float).argmax(axis=1)
+            acc = np.mean(np.array(doc["classes"])[pred] == z["labels"][held])
+            assert acc == pytest.approx(doc["parts"]["held_out"]["accuracy"], abs=0.02)
     folds7 = json.loads((out / "folds_7.json").read_text())
     assert set(folds7["fold"].values()) == {-1, 0, 1, 2, 3, 4}
     text = (out / "beyond.md").read_text()

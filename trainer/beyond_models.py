@@ -59,6 +59,34 @@ def gbm(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool) -> FitPre
     return fit_predict
 
 
+def gbm_small(x: np.ndarray, n_classes: int, budget: Budget) -> FitPredict:
+    """The shipped hybrid's boosting (trainer.hybrid_fit: 400 rounds of 7-leaf trees, balanced
+    class weights, 30% of columns per tree) on ``x``."""
+    from trainer.hybrid_fit import HybridOptions, train_boosters
+
+    opts = HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees))
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        present = np.unique(y)
+        index = np.searchsorted(present, y)  # LightGBM wants labels 0..k-1
+        (booster,) = train_boosters(x[train], index, present.size, opts)
+        probs = booster.predict(x[test]).reshape(test.size, present.size)
+        return _full_probs(probs, present, n_classes)
+
+    return fit_predict
+
+
+def small_settings(budget: Budget) -> dict[str, object]:
+    """The settings of :func:`gbm_small` for the JSON record."""
+    from dataclasses import asdict
+
+    from trainer.hybrid_fit import HybridOptions
+
+    opts = asdict(HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees)))
+    return {k: opts[k] for k in ("trees", "learning_rate", "num_leaves", "min_child_samples",
+                                 "colsample_bytree", "reg_lambda", "balanced")}  # fmt: skip
+
+
 def _full_probs(probs: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
     """Probabilities over all ``n_classes`` (a class absent from a training part gets 0)."""
     out = np.zeros((probs.shape[0], n_classes))
@@ -107,5 +135,70 @@ def shallow_cnn(flat_images: np.ndarray, n_classes: int, budget: Budget) -> FitP
         logits = predict_logits(net, to_batch(images[test]))
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+
+    return fit_predict
+
+
+def mlp(x: np.ndarray, n_classes: int, budget: Budget, seeds: int = 3) -> FitPredict:
+    """A torch MLP on quantile-normalised features (two hidden layers of 256 and 128, GELU,
+    dropout 0.3, balanced cross-entropy with 0.05 label smoothing, AdamW one-cycle, 60 epochs
+    of batch 128, one thread), probabilities averaged over ``seeds`` seeds."""
+    import torch
+    from sklearn.preprocessing import QuantileTransformer
+
+    epochs = 60 if budget.name == "full" else 2
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        qt = QuantileTransformer(n_quantiles=200, output_distribution="normal", random_state=0)
+        clean = np.where(np.isfinite(x), x, np.nan)
+        a = torch.tensor(np.nan_to_num(qt.fit_transform(clean[train])), dtype=torch.float32)
+        b = torch.tensor(np.nan_to_num(qt.transform(clean[test])), dtype=torch.float32)
+        ya = torch.tensor(y)
+        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+        weight = torch.tensor(
+            np.where(counts > 0, y.size / (n_classes * np.maximum(counts, 1)), 0.0),
+            dtype=torch.float32,
+        )
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        probs = []
+        try:
+            for seed in range(seeds):
+                torch.manual_seed(seed)
+                net = torch.nn.Sequential(
+                    torch.nn.Linear(a.shape[1], 256), torch.nn.GELU(), torch.nn.Dropout(0.3),
+                    torch.nn.Linear(256, 128), torch.nn.GELU(), torch.nn.Dropout(0.3),
+                    torch.nn.Linear(128, n_classes),
+                )  # fmt: skip
+                opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-3)
+                steps = epochs * ((len(ya) + 127) // 128)
+                sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
+                for _ in range(epochs):
+                    net.train()
+                    perm = torch.randperm(len(ya))
+                    for i in range(0, len(ya), 128):
+                        idx = perm[i : i + 128]
+                        loss = torch.nn.functional.cross_entropy(
+                            net(a[idx]), ya[idx], weight=weight, label_smoothing=0.05
+                        )
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                        sched.step()
+                net.eval()
+                with torch.no_grad():
+                    probs.append(torch.softmax(net(b), dim=1).numpy().astype(np.float64))
+        finally:
+            torch.set_num_threads(threads)
+        return np.mean(probs, axis=0)
+
+    return fit_predict
+
+
+def blend(parts: list[tuple[FitPredict, float]]) -> FitPredict:
+    """Weighted average of the probabilities of several models."""
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return np.sum([w * fp(train, y, test) for fp, w in parts], axis=0)
 
     return fit_predict

@@ -154,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
     p.add_argument("--name", default="hybrid-7", help="model name (default: hybrid-7)")
     p.add_argument(
-        "--image", default="flat", choices=("none", "flat"),
-        help="dmdt image input: flat (normalised pixels beside the features) or none",
+        "--image", default="none", choices=("none", "flat"),
+        help="dmdt image input: none (default; measured as good) or flat (normalised pixels "
+        "beside the features)",
     )  # fmt: skip
     p.add_argument("--seeds", default="0", help="comma-separated booster seeds (default: 0)")
     p.add_argument("--trees", type=int, default=400, help="boosting rounds (default: 400)")

@@ -31,7 +31,7 @@ class HybridOptions:
     """What ``fit-hybrid`` trains; saved in model.json's training record."""
 
     classes: tuple[str, ...] | None = data.PAPER_CLASSES
-    image_mode: str = "flat"
+    image_mode: str = "none"  # "flat" measured no better (docs/beyond.md): features only
     seeds: tuple[int, ...] = (0,)
     trees: int = 400
     learning_rate: float = 0.05
