@@ -93,7 +93,7 @@ class HybridClassifier:
     # --- batched classification (cheap, every alert) ------------------------------------------
 
     def design(
-        self, counts: np.ndarray, n_points: Sequence[int], features: np.ndarray
+        self, counts: np.ndarray, n_points: Sequence[int] | np.ndarray, features: np.ndarray
     ) -> np.ndarray:
         """The boosters' input ``(n, F [+ n_dt * n_dm])``: features, then the image if used."""
         c = np.asarray(counts)
@@ -116,7 +116,7 @@ class HybridClassifier:
         return x
 
     def classify(
-        self, counts: np.ndarray, n_points: Sequence[int], features: np.ndarray
+        self, counts: np.ndarray, n_points: Sequence[int] | np.ndarray, features: np.ndarray
     ) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` float64, rows summing to 1, from dmdt pair
         ``counts`` int32 ``(n, n_dt, n_dm)`` on :attr:`grid`, the curves' point numbers and

@@ -171,7 +171,10 @@ def save_probs(path: Path, ds: Dataset, part: str, test: np.ndarray, probs: np.n
     merged = {k: np.concatenate([cols[k], v]) if cols else v for k, v in new.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, classes=np.array(ds.classes), **merged)
+    np.savez_compressed(
+        tmp, classes=np.array(ds.classes), ids=merged["ids"], labels=merged["labels"],
+        probs=merged["probs"], part=merged["part"],
+    )  # fmt: skip
     tmp.replace(path)
 
 

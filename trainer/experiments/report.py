@@ -421,9 +421,12 @@ def _mean_std(vals: list[float]) -> str:
     return "–" if not vals else f"{np.mean(vals):.3f} ± {np.std(vals):.3f}"
 
 
-def _paper_rows(store: Store) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """(label, source, parts by seed) of the paper reproductions with seeded 80/20 splits."""
-    rows = []
+PaperRow = tuple[str, str, list[tuple[str, dict[str, Any]]]]
+
+
+def _paper_rows(store: Store) -> list[PaperRow]:
+    """(label, source, [(seed, part)]) of the paper reproductions with seeded 80/20 splits."""
+    rows: list[PaperRow] = []
     for name, label in (("seven_class", "shallow dmdt CNN"), ("deep", "deep dmdt CNN")):
         doc = store.read(name)
         if doc and doc["parts"]:
@@ -434,7 +437,7 @@ def _paper_rows(store: Store) -> list[tuple[str, str, list[dict[str, Any]]]]:
                  if k.startswith(kind + "/")]  # fmt: skip
         if parts:
             rows.append((f"random forest, 18 features, {kind}", "results/forest.json", parts))
-    return rows  # type: ignore[return-value]
+    return rows
 
 
 def _side_by_side(store: Store, out: list[str]) -> None:
@@ -490,8 +493,8 @@ def _side_by_side(store: Store, out: list[str]) -> None:
             ]
             held = [_f(st.get("held_out")) for st in stats]
             label, where = doc.get("label", doc["model"]), f"`beyond/{doc['model']}.json`"
-            cells = " | ".join(folds + held)
-            line = f"| {label} | {where} | {s['n_folds']} folds + held-out | {cells} |"
+            text = " | ".join(folds + held)
+            line = f"| {label} | {where} | {s['n_folds']} folds + held-out | {text} |"
             rows.append((s["accuracy"].get("held_out") or 0.0, line))
         if not rows:
             continue
