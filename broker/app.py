@@ -152,6 +152,7 @@ class App:
             lambda: self.models.current,
             strict=settings.strict,
             features=self.features,
+            min_probability=settings.min_probability,
         )
 
     # ---------------------------------------------------------------- control
@@ -368,6 +369,8 @@ class App:
             m.alerts_classified.labels(topic=topic).inc(n)
         for topic, n in r.unclassified.items():
             m.alerts_unclassified.labels(topic=topic).inc(n)
+        for topic, n in r.unknown.items():
+            m.alerts_unknown.labels(topic=topic).inc(n)
         for (topic, reason), n in r.dead_reasons.items():
             m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
         m.batch_size.observe(n_records)

@@ -303,6 +303,13 @@ def add_run_parser(sub: Any) -> None:
     p.add_argument("--batch-wait-ms", type=int, help="longest wait for a batch to fill")
     p.add_argument("--min-points", type=int, help="classify sources with at least N points")
     p.add_argument(
+        "--min-probability",
+        type=float,
+        metavar="P",
+        help="publish thresholded_class 'unknown' when a record's top class probability is "
+        "below P (default 0.5; 0: never); see docs/calibration.md",
+    )
+    p.add_argument(
         "--feature-refresh-fraction",
         type=float,
         metavar="F",
@@ -347,7 +354,7 @@ def _run_settings(args: argparse.Namespace) -> Any:
         "bootstrap_servers", "output_topic", "dead_letter_topic", "group_id", "model", "device",
         "batch_size", "batch_wait_ms", "min_points", "metrics_host", "metrics_port",
         "schema_registry_url", "strict", "feature_refresh_fraction", "feature_refresh_points",
-        "feature_refresh_always", "feature_budget_ms", "feature_threads",
+        "feature_refresh_always", "feature_budget_ms", "feature_threads", "min_probability",
     )  # fmt: skip
     flags = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if args.input:

@@ -21,6 +21,7 @@ from broker.registry import local_registry
 
 BROKER_NAME = "dmdt-broker"
 MAX_ERROR_CHARS = 2000
+UNKNOWN = "unknown"  # thresholded_class of a record whose top probability is below min_probability
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 
@@ -65,13 +66,25 @@ class Classification:
     publish_timestamp: int  # epoch ms, when this record was produced
     alert_timestamp: int | None = None  # epoch ms, Kafka timestamp of the input message
     features_n_points: int | None = None  # hybrid models: points the features were computed on
+    # predicted_class, or UNKNOWN when its probability is below the broker's min_probability;
+    # None in records written before classification 1.1 had the field
+    thresholded_class: str | None = None
     broker_name: str = BROKER_NAME
     broker_version: str = __version__
 
     @property
     def predicted_class(self) -> str:
-        """The most probable class (the first one on ties)."""
+        """The most probable class (the first one on ties); never UNKNOWN."""
         return max(self.probabilities, key=self.probabilities.__getitem__)
+
+
+def threshold_class(predicted: str, top_probability: float, min_probability: float) -> str:
+    """The answer a record publishes: ``predicted``, or UNKNOWN when ``top_probability`` is below
+    ``min_probability`` (the first is its probability). ``min_probability`` 0 disables UNKNOWN;
+    above 0, a NaN top probability is UNKNOWN too."""
+    if min_probability <= 0.0 or top_probability >= min_probability:
+        return predicted
+    return UNKNOWN
 
 
 def encode_classification(c: Classification, schema_dir: Path = SCHEMA_DIR) -> bytes:
@@ -96,6 +109,7 @@ def encode_classification(c: Classification, schema_dir: Path = SCHEMA_DIR) -> b
         "ingest_timestamp": c.ingest_timestamp,
         "publish_timestamp": c.publish_timestamp,
         "features_n_points": c.features_n_points,
+        "thresholded_class": c.thresholded_class,
     }
     return encode_record("classification", record, schema_dir)
 
@@ -118,6 +132,7 @@ def decode_classification(data: bytes, schema_dir: Path = SCHEMA_DIR) -> Classif
         publish_timestamp=_ms(r["publish_timestamp"]),  # type: ignore[arg-type]
         alert_timestamp=_ms(r["alert_timestamp"]),
         features_n_points=r["features_n_points"],
+        thresholded_class=r["thresholded_class"],
         broker_name=r["broker_name"],
         broker_version=r["broker_version"],
     )

@@ -66,6 +66,12 @@ class BrokerMetrics:
             "Decoded alerts not classified: their source holds fewer than min_points points",
             ["topic"],
         )
+        self.alerts_unknown = counter(
+            "alerts_unknown",
+            'Classifications published with thresholded_class "unknown": their top class '
+            "probability was below min_probability",
+            ["topic"],
+        )
         self.publish_failures = counter(
             "publish_failures", "Output messages whose delivery failed", ["topic"]
         )

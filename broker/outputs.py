@@ -41,6 +41,7 @@ _LAYOUT: tuple[tuple[str, str], ...] = (
     ("ingest_timestamp", "timestamp-millis"),
     ("publish_timestamp", "timestamp-millis"),
     ("features_n_points", "null|int"),  # classification 1.1: hybrid models only
+    ("thresholded_class", "null|string"),  # classification 1.1: predicted_class or "unknown"
 )
 _DOUBLE = struct.Struct("<d")
 
@@ -87,6 +88,12 @@ def _string(s: str) -> bytes:
 @lru_cache(maxsize=1 << 14)
 def _cached_string(s: str) -> bytes:
     return _string(s)
+
+
+@lru_cache(maxsize=1 << 10)
+def _optional_string(s: str | None) -> bytes:
+    """Avro ["null", "string"]: branch 0 for null, branch 1 then the string."""
+    return b"\0" if s is None else b"\2" + _string(s)
 
 
 class ClassificationWriter:
@@ -155,6 +162,7 @@ class ClassificationWriter:
             alert_time: float,
             alert_timestamp: int | None,
             features_n_points: int | None = None,
+            thresholded_class: str | None = None,
         ) -> bytes:
             stamp = stamps.get(alert_timestamp)
             if stamp is None:
@@ -172,6 +180,7 @@ class ClassificationWriter:
                     stamp,
                     tail,
                     b"\0" if features_n_points is None else b"\2" + _small(features_n_points),
+                    _optional_string(thresholded_class),
                 )
             )
 
@@ -190,6 +199,7 @@ class ClassificationWriter:
         ingest_timestamp: int,
         publish_timestamp: int,
         features_n_points: int | None = None,
+        thresholded_class: str | None = None,
     ) -> bytes:
         """One framed record; ``probabilities`` comes from :meth:`probabilities`."""
         return b"".join(
@@ -206,5 +216,6 @@ class ClassificationWriter:
                 zigzag(ingest_timestamp),
                 zigzag(publish_timestamp),
                 b"\0" if features_n_points is None else b"\2" + _small(features_n_points),
+                _optional_string(thresholded_class),
             )
         )

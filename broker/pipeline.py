@@ -28,7 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from broker.decode import DecodedAlert, DecodeError, Decoder, SchemaRegistryUnavailable
-from broker.encode import DeadLetter, encode_dead_letter, now_ms
+from broker.encode import UNKNOWN, DeadLetter, encode_dead_letter, now_ms, threshold_class
 from broker.features import FeatureCache
 from broker.models import ServedModel
 from broker.outputs import ClassificationWriter
@@ -72,6 +72,7 @@ class BatchResult:
     consumed: Counter[str] = field(default_factory=Counter)  # messages per topic
     alerts: int = 0  # decoded alerts (one per band per message)
     unclassified: Counter[str] = field(default_factory=Counter)  # below min_points, per topic
+    unknown: Counter[str] = field(default_factory=Counter)  # outputs answered UNKNOWN, per topic
     sources_classified: int = 0
     model: ServedModel | None = None
     decode_s: float = 0.0
@@ -99,7 +100,11 @@ class Pipeline:
         strict: bool = False,
         clock_ms: Callable[[], int] = now_ms,
         features: FeatureCache | None = None,
+        min_probability: float = 0.5,
     ) -> None:
+        if not 0.0 <= min_probability <= 1.0:
+            raise ValueError(f"min_probability {min_probability} not in [0, 1]")
+        self.min_probability = min_probability  # below it a record's thresholded_class is UNKNOWN
         self.decoders = dict(decoders)
         self.features = features if features is not None else FeatureCache()  # hybrid models
         self.state = state
@@ -260,7 +265,13 @@ class Pipeline:
         writer = self.writer(served)
         slot = np.full(uniq.size, -1, dtype=np.int64)  # row of probs per unique source
         slot[ready] = np.arange(int(ready.sum()))
-        blocks = [writer.probabilities(p)[0] for p in probs]
+        encoded = [writer.probabilities(p) for p in probs]
+        blocks = [block for block, _ in encoded]
+        tops = probs.max(axis=1).tolist() if len(probs) else []
+        answers = [
+            threshold_class(best, top, self.min_probability)
+            for (_, best), top in zip(encoded, tops, strict=True)
+        ]
         encode = writer.batch(ingest, self.clock_ms())
         alert_slot = slot[inverse].tolist()
         alert_points = n_points[inverse].tolist()
@@ -278,8 +289,10 @@ class Pipeline:
                 out.stale_outputs += f > 0
             value = encode(
                 a.survey, a.source_id, a.alert_id, a.band, n, blocks[s], a.alert_time,
-                msg.timestamp_ms, f if hybrid else None,
+                msg.timestamp_ms, f if hybrid else None, answers[s],
             )  # fmt: skip
+            if answers[s] == UNKNOWN:
+                out.unknown[msg.topic] += 1
             out.outputs.append((a.source_id.encode(), value))
             out.output_alert_ts.append(msg.timestamp_ms)
             out.output_topics.append(msg.topic)

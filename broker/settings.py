@@ -84,6 +84,10 @@ class BrokerSettings(BaseSettings):
     model_check_s: float = Field(default=1.0, gt=0)  # how often a registry's CURRENT is checked
     min_points: int | None = Field(default=None, ge=2)  # None: the model's training min_points
     torch_threads: int = Field(default=0, ge=0)  # inference intra-op threads; 0: torch's default
+    # A record's thresholded_class is "unknown" when its top class probability is below this
+    # (its probabilities are published either way); 0: never "unknown". docs/calibration.md
+    # measured 0.5 on the calibrated 7-class model; the CNN's probabilities are not calibrated.
+    min_probability: float = Field(default=0.5, ge=0.0, le=1.0)
     # Hybrid models (broker.features): a source's feature vector is recomputed when it has none,
     # grew by feature_refresh_fraction of its points or by feature_refresh_points points (0: off)
     # since the last refresh, or on every batch that added a point with feature_refresh_always;

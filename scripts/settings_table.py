@@ -52,6 +52,8 @@ DESCRIPTIONS = {
     "min_points": "sources with fewer distinct points are not classified; unset: the "
     "model's training value",
     "torch_threads": "intra-op threads for inference; 0: torch's default",
+    "min_probability": "a record's `thresholded_class` is `unknown` when its top class "
+    "probability is below this (probabilities published either way); 0: never `unknown`",
     "feature_refresh_fraction": "hybrid models: recompute a source's features when its "
     "distinct points grew by this fraction since the last refresh (0.1: 10 %)",
     "feature_refresh_points": "hybrid models: also recompute them when the source gained this "

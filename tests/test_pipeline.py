@@ -5,17 +5,22 @@ writer matches fastavro byte for byte, and the model source reloads published mo
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from prometheus_client import CollectorRegistry
 from stream_helpers import CLASSES, crts_curves, crts_records, tiny_model
 
 from broker import pipeline as pipeline_module
+from broker.app import App, RunStats
 from broker.decode import DecodedAlert, make_decoder
 from broker.encode import (
+    UNKNOWN,
     Classification,
     decode_classification,
     decode_dead_letter,
@@ -23,9 +28,10 @@ from broker.encode import (
     encode_lightcurve_alert,
 )
 from broker.kafka import Record
+from broker.metrics import BrokerMetrics
 from broker.models import ModelSource, ServedModel
 from broker.outputs import ClassificationWriter
-from broker.pipeline import Pipeline, StrictModeError
+from broker.pipeline import BatchResult, Pipeline, StrictModeError
 from broker.state import MemoryState
 from dmdt import engine
 from dmdt.artifact import CURRENT_FILE, publish, save_model
@@ -48,11 +54,17 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     return crts_records(tmp_path_factory.mktemp("replay"), N_SOURCES)
 
 
-def make_pipeline(model_dir: Path, strict: bool = False, min_points: int | None = None):
+def make_pipeline(
+    model_dir: Path,
+    strict: bool = False,
+    min_points: int | None = None,
+    min_probability: float = 0.5,
+):
     served = ServedModel.of(Classifier.from_checkpoint(model_dir, "cpu"), min_points)
     state = MemoryState(served.classifier.grid)
     decoders = {"lc": make_decoder("lightcurve"), "ztf": make_decoder("ztf")}
-    return Pipeline(decoders, state, lambda: served, strict=strict), state, served
+    p = Pipeline(decoders, state, lambda: served, strict=strict, min_probability=min_probability)
+    return p, state, served
 
 
 def run_batches(p: Pipeline, records: list[Record], size: int) -> list[Classification]:
@@ -81,6 +93,11 @@ def test_writer_matches_fastavro() -> None:
         args = ("crts", source, c.alert_id, "V", c.n_points, block, c.alert_time, stamp)
         assert w.encode(*args, c.ingest_timestamp, c.publish_timestamp) == expected
         assert w.batch(c.ingest_timestamp, c.publish_timestamp)(*args) == expected
+        for answer in (predicted, UNKNOWN):  # thresholded_class, both ways
+            expected = encode_classification(replace(c, thresholded_class=answer))
+            stamps = (c.ingest_timestamp, c.publish_timestamp)
+            assert w.encode(*args, *stamps, None, answer) == expected
+            assert w.batch(*stamps)(*args, None, answer) == expected
 
 
 @pytest.mark.parametrize("batch", [41, 5000])
@@ -275,3 +292,63 @@ def test_gpu_gives_the_cpu_classes(model_dir, records) -> None:
         np.testing.assert_allclose(
             list(x.probabilities.values()), list(y.probabilities.values()), atol=1e-5
         )
+
+
+def _top(c: Classification) -> float:
+    return max(c.probabilities.values())
+
+
+def test_unknown_below_min_probability(model_dir, records) -> None:
+    """thresholded_class is predicted_class when its probability is >= min_probability, else
+    unknown; predicted_class and the probabilities do not depend on the setting."""
+    base = run_batches(make_pipeline(model_dir, min_probability=0.0)[0], records, 97)
+    tops = sorted({_top(c) for c in base})
+    assert len(tops) > 2
+    tau = tops[len(tops) // 2]  # exactly some records' top probability: they keep their class
+    p, _, _ = make_pipeline(model_dir, min_probability=tau)
+    outputs, unknown = [], Counter()
+    for start in range(0, len(records), 97):
+        result = p.process(records[start : start + 97])
+        outputs += [decode_classification(v) for _, v in result.outputs]
+        unknown.update(result.unknown)
+    assert [
+        replace(c, thresholded_class=None, publish_timestamp=0, ingest_timestamp=0) for c in outputs
+    ] == [replace(c, thresholded_class=None, publish_timestamp=0, ingest_timestamp=0) for c in base]
+    below = [c for c in outputs if _top(c) < tau]
+    above = [c for c in outputs if _top(c) >= tau]
+    assert below
+    assert above
+    assert any(_top(c) == tau for c in above)
+    assert all(c.thresholded_class == UNKNOWN for c in below)
+    assert all(c.thresholded_class == c.predicted_class != UNKNOWN for c in above)
+    assert unknown == {"lc": len(below)}  # counted per input topic
+
+
+def test_min_probability_zero_never_unknown(model_dir, records) -> None:
+    p, _, _ = make_pipeline(model_dir, min_probability=0.0)
+    result = p.process(records)
+    outputs = [decode_classification(v) for _, v in result.outputs]
+    assert outputs
+    assert all(c.thresholded_class == c.predicted_class for c in outputs)
+    assert not result.unknown
+    # and 1.0: everything below certainty is unknown
+    p, _, _ = make_pipeline(model_dir, min_probability=1.0)
+    result = p.process(records)
+    assert sum(result.unknown.values()) == sum(
+        _top(decode_classification(v)) < 1.0 for _, v in result.outputs
+    )
+    with pytest.raises(ValueError, match="min_probability"):
+        make_pipeline(model_dir, min_probability=1.5)
+
+
+def test_unknown_answers_are_counted_per_topic() -> None:
+    """App._observe turns a batch's unknown answers into dmdt_alerts_unknown_total{topic}."""
+    registry = CollectorRegistry()
+    app = SimpleNamespace(metrics=BrokerMetrics(registry), stats=RunStats(), state=())
+    result = BatchResult(output_topics=["lc", "lc", "ztf"], unknown=Counter({"lc": 2}))
+    App._observe(app, result, 0, 3)  # type: ignore[arg-type]
+    App._observe(app, BatchResult(unknown=Counter({"ztf": 1})), 0, 1)  # type: ignore[arg-type]
+    get = registry.get_sample_value
+    assert get("dmdt_alerts_unknown_total", {"topic": "lc"}) == 2
+    assert get("dmdt_alerts_unknown_total", {"topic": "ztf"}) == 1
+    assert get("dmdt_alerts_classified_total", {"topic": "lc"}) == 2

@@ -99,6 +99,7 @@ def test_classification_samples_through_the_dataclass() -> None:
     for record in _samples(SCHEMA_DIR / "classification" / "1" / "0"):
         c = decode_classification(encode_record("classification", record))
         assert c.predicted_class == record["predicted_class"]
+        assert c.thresholded_class is None  # not in 1.0: read as its default
         assert math.isclose(sum(c.probabilities.values()), 1.0, abs_tol=1e-9)
         assert decode_classification(encode_classification(c)) == c
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -164,3 +165,17 @@ def test_rubin_official_sample_round_trips_and_decodes() -> None:
     assert decoded.source_id == "281323062375219201"  # from diaObject: diaSource has none
     assert decoded.band == "r"
     assert decoded.n == 3
+
+
+def test_old_classification_records_decode_without_thresholded_class() -> None:
+    """Records written with classification 1.0 (id 10200) decode with thresholded_class None;
+    1.1 samples carry it."""
+    v10 = load_schema_file(SCHEMA_DIR / "classification" / "1" / "0" / "classification.avsc")
+    for record in _samples(SCHEMA_DIR / "classification" / "1" / "0"):
+        old = decode_classification(frame(10200, write_body(v10, record)))
+        assert old.thresholded_class is None
+        assert old.features_n_points is None
+        assert old.predicted_class == record["predicted_class"]
+    for record in _samples(SCHEMA_DIR / "classification" / "1" / "1"):
+        c = decode_classification(encode_record("classification", record))
+        assert c.thresholded_class == record["thresholded_class"] == c.predicted_class

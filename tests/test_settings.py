@@ -73,3 +73,12 @@ def test_invalid_settings() -> None:
     s = BrokerSettings()
     with pytest.raises(ValidationError):
         s.group_id = "other"  # type: ignore[misc]
+
+
+def test_min_probability(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert BrokerSettings().min_probability == 0.5
+    monkeypatch.setenv("DMDT_MIN_PROBABILITY", "0")
+    assert BrokerSettings().min_probability == 0.0
+    for bad in (-0.1, 1.01):
+        with pytest.raises(ValidationError):
+            BrokerSettings(min_probability=bad)
