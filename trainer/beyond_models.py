@@ -59,12 +59,12 @@ def gbm(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool) -> FitPre
     return fit_predict
 
 
-def gbm_small(x: np.ndarray, n_classes: int, budget: Budget) -> FitPredict:
+def gbm_small(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool = True) -> FitPredict:
     """The shipped hybrid's boosting (trainer.hybrid_fit: 400 rounds of 7-leaf trees, balanced
-    class weights, 30% of columns per tree) on ``x``."""
+    class weights unless told, 30% of columns per tree) on ``x``."""
     from trainer.hybrid_fit import HybridOptions, train_boosters
 
-    opts = HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees))
+    opts = HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees), balanced=balanced)
 
     def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
         present = np.unique(y)
@@ -76,13 +76,15 @@ def gbm_small(x: np.ndarray, n_classes: int, budget: Budget) -> FitPredict:
     return fit_predict
 
 
-def small_settings(budget: Budget) -> dict[str, object]:
+def small_settings(budget: Budget, balanced: bool = True) -> dict[str, object]:
     """The settings of :func:`gbm_small` for the JSON record."""
     from dataclasses import asdict
 
     from trainer.hybrid_fit import HybridOptions
 
-    opts = asdict(HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees)))
+    opts = asdict(
+        HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees), balanced=balanced)
+    )
     return {k: opts[k] for k in ("trees", "learning_rate", "num_leaves", "min_child_samples",
                                  "colsample_bytree", "reg_lambda", "balanced")}  # fmt: skip
 
