@@ -203,7 +203,8 @@ FINDINGS = (
     " Tried in scratch and not kept: deeper or shallower trees, 1,000 rounds at a lower rate,"
     " three seeds, extra-trees blends, per-class probability weights tuned on the folds (held-out"
     " worse), daily aliases (f +- 1, 2 per day) among the candidate periods or their fits as"
-    " extra features (no gain), RRd's class weight x1.5 / x2.5 (fold RRd recall 0.72 / 0.74 for"
+    " extra features (no gain), |galactic latitude| (no gain; and not among a served model's"
+    " inputs), RRd's class weight x1.5 / x2.5 (fold RRd recall 0.72 / 0.74 for"
     " 0.001-0.002 of accuracy). On all 16 types every boosting row ties on the folds (accuracy"
     " 0.846-0.847; held-out 0.850-0.857, best unweighted); balanced weights give the better"
     " macro-F1 (0.638-0.646 against 0.612). The"
@@ -213,6 +214,16 @@ FINDINGS = (
     " 0.894, held-out 0.909; RRd recall >= 0.80 is met on the held-out part (0.86), not in"
     " the fold mean (0.705). The shipped design is `gbm_v3_7`: the best held-out row, no worse"
     " on the folds than anything else, and the cheapest to serve."
+)
+
+COMMANDS = (
+    "Reproduce: `python scripts/beyond_paper.py` (every row; resumes from the JSON; `--models"
+    " NAME` for one), `dmdt-train fit-hybrid crts --out models/hybrid-7 --cache"
+    " build/beyond-cache` (the shipped model, trained on the five folds: its held-out scores are"
+    " the `gbm_v3_7` held-out column), `python scripts/paper_results.py --report-only`"
+    " (docs/results.md, every model side by side). Each row's class probabilities per curve"
+    " (out-of-fold for fold curves, held-out from the model trained on all folds) are in"
+    " `docs/beyond/probs/<model>.npz` (ids, labels, classes, probs float16, part)."
 )
 
 REFERENCE = (
@@ -253,7 +264,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
         " curve on one thread, measured over the whole data set (2-core shared machine).",
         "",
     ]
-    lines += [REFERENCE, "", FINDINGS, ""]
+    lines += [REFERENCE, "", FINDINGS, "", COMMANDS, ""]
     cost_path = out / "feature_cost.json"
     if cost_path.exists():
         cost = json.loads(cost_path.read_text())
