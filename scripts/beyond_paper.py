@@ -273,7 +273,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
             f"Periodic-feature cost by part (ms per curve, {cost['n_curves']} curves, median "
             f"{cost['median_points']:.0f} points): {parts}. The periodogram (light-curve's FFT "
             "Lomb-Scargle, 2^18 frequencies up to 20 cycles/day, run twice: on the curve and on "
-            "the residuals of the harmonic fit) is most of it.",
+            "the residuals of the harmonic fit) is most of it; total includes extra (version 3's).",
             "",
         ]
     lines += [
