@@ -66,6 +66,7 @@ class HybridClassifier:
     features_version: int = periodic.FEATURES_VERSION
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0  # probabilities ~ p ** (1 / T): fitted out-of-fold (calibration)
     version: str = "unsaved"
 
     def __post_init__(self) -> None:
@@ -73,6 +74,8 @@ class HybridClassifier:
             raise ValueError(f"image_mode {self.image_mode!r} not in {IMAGE_MODES}")
         if not self.boosters:
             raise ValueError("a hybrid model needs at least one booster")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
 
     # --- the per-source features (expensive, refreshed now and then by the stream) -------------
 
@@ -126,7 +129,7 @@ class HybridClassifier:
             return np.zeros((0, len(self.classes)))
         probs = np.mean([b.predict(x) for b in self.boosters], axis=0)
         probs = np.asarray(probs, dtype=np.float64).reshape(x.shape[0], len(self.classes))
-        return probs / probs.sum(axis=1, keepdims=True)
+        return calibrated(probs / probs.sum(axis=1, keepdims=True), self.temperature)
 
     # --- the model directory ------------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class HybridClassifier:
             "boosters": [f"gbm_{i}.txt" for i in range(len(self.boosters))],
             "training": self.training,
             "metrics": self.metrics,
+            "temperature": self.temperature,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -192,9 +196,21 @@ class HybridClassifier:
             features_version=int(config["features_version"]),
             training=config.get("training", {}),
             metrics=config.get("metrics", {}),
+            temperature=float(config.get("temperature", 1.0)),
         )
         model.version = f"{model.name}-{manifest['content_hash'][:12]}"
         return model
+
+
+def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probabilities: softmax(log p / T), i.e. p ** (1 / T) renormalised
+    (the argmax never changes; T > 1 softens over-confident boosters). T = 1 returns ``probs``."""
+    if temperature == 1.0:
+        return probs
+    logp = np.log(np.clip(probs, 1e-12, None)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    q = np.exp(logp)
+    return np.asarray(q / q.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
 def default_grid() -> Grid:

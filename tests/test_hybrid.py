@@ -138,3 +138,38 @@ def test_shipped_model_loads_and_classifies_a_real_curve() -> None:
     probs = model.classify(*_inputs(model, lcs))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 5_000_000
+
+
+def test_temperature_scaling_keeps_the_argmax_and_softens() -> None:
+    from dmdt.hybrid import calibrated
+
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.full(7, 0.3), size=200)
+    np.testing.assert_array_equal(calibrated(p, 1.0), p)
+    soft, sharp = calibrated(p, 2.0), calibrated(p, 0.5)
+    for q in (soft, sharp):
+        np.testing.assert_allclose(q.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(q.argmax(axis=1), p.argmax(axis=1))
+    assert np.all(soft.max(axis=1) <= p.max(axis=1) + 1e-12)
+    assert np.all(sharp.max(axis=1) >= p.max(axis=1) - 1e-12)
+    np.testing.assert_allclose(calibrated(soft, 0.5), p, atol=1e-9)  # T then 1/T: back
+
+
+def test_fit_hybrid_fits_a_temperature_out_of_fold_and_saves_it(
+    tiny_model: tuple[HybridClassifier, Path],
+) -> None:
+    model, out = tiny_model
+    cal = model.metrics["calibration"]
+    assert cal["temperature"] == pytest.approx(model.temperature, rel=1e-3)
+    assert model.temperature != 1.0
+    assert json.loads((out / "model.json").read_text())["temperature"] == model.temperature
+    assert HybridClassifier.load(out).temperature == model.temperature
+    assert cal["out_of_fold_ece_after"] <= cal["out_of_fold_ece_before"] + 1e-9
+
+
+def test_shipped_model_is_calibrated() -> None:
+    shipped = HybridClassifier.load(SHIPPED)
+    cal = shipped.metrics["calibration"]
+    assert shipped.temperature == pytest.approx(cal["temperature"], rel=1e-3)
+    assert shipped.temperature > 1
+    assert cal["held_out_ece_after"] < cal["held_out_ece_before"]

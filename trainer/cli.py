@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated booster seeds (default: 0)")
     p.add_argument("--trees", type=int, default=400, help="boosting rounds (default: 400)")
     p.add_argument(
+        "--no-calibrate", dest="calibrate", action="store_false",
+        help="skip the temperature scaling fitted on out-of-fold probabilities (by default five "
+        "more boosters are trained, one per fold, to fit it; docs/calibration.md)",
+    )  # fmt: skip
+    p.add_argument(
         "--cache", default=None, metavar="DIR",
         help="feature cache folder (e.g. build/beyond-cache); computed and saved when missing",
     )  # fmt: skip
@@ -272,7 +277,7 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
     classes = parse_classes(args.classes or "paper")
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     opts = HybridOptions(classes=classes, image_mode=args.image, seeds=seeds, trees=args.trees,
-                         min_points=args.min_points)  # fmt: skip
+                         min_points=args.min_points, calibrate=args.calibrate)  # fmt: skip
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
     model, metrics = fit_hybrid(args.data, args.out, opts, name=args.name, cache=cache)
@@ -281,6 +286,10 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
         rrd = metrics["per_class_recall"].get("RRd")
         extra = "" if rrd is None else f" RRd_recall={rrd:.4f}"
         print(f"held-out: {_summary(metrics)}{extra}")
+        cal = metrics.get("calibration")
+        if cal:
+            print(f"temperature {cal['temperature']} (out of fold): held-out ECE "
+                  f"{cal['held_out_ece_before']} -> {cal['held_out_ece_after']}")  # fmt: skip
     return 0
 
 

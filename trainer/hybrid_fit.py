@@ -42,6 +42,7 @@ class HybridOptions:
     balanced: bool = True
     min_points: int = 20
     test_frac: float = 0.2
+    calibrate: bool = True  # temperature fitted on out-of-fold probabilities of the 5 folds
 
 
 def features_of(lcs: Sequence[LightCurve], cache: Path | None) -> tuple[np.ndarray, float]:
@@ -121,11 +122,21 @@ def fit_hybrid(
     x = probe.design(counts, n_points, x_feat)
     t0 = time.perf_counter()
     model = model_for(train_boosters(x[train], y[train], len(classes), opts))
+    calibration: dict[str, Any] = {}
+    if opts.calibrate:
+        model.temperature, calibration = _temperature(x, y, folds, len(classes), opts)
     metrics: dict[str, Any] = {}
     if test.size:
         probs = model.classify(counts[test], n_points[test], x_feat[test])
         metrics = classification_metrics(y[test], probs.argmax(axis=1), classes)
         metrics["evaluated_on"] = "held-out part (20% per class, stratified, seed 0)"
+        if opts.calibrate:
+            from trainer.calibration import ece
+
+            raw = calibrated_inverse(probs, model.temperature)
+            calibration["held_out_ece_before"] = round(ece(raw, y[test]), 4)
+            calibration["held_out_ece_after"] = round(ece(probs, y[test]), 4)
+            metrics["calibration"] = calibration
     model.training = {
         "data": source,
         "data_hash": data.data_hash(lcs),
@@ -139,6 +150,39 @@ def fit_hybrid(
     model.metrics = {k: v for k, v in metrics.items() if k != "classes"}
     model.save(out)
     return model, metrics
+
+
+def _temperature(
+    x: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, opts: HybridOptions
+) -> tuple[float, dict[str, Any]]:
+    """The temperature that minimises the log loss of out-of-fold probabilities: boosters
+    trained on four of the five folds score the fifth (the held-out part is never used)."""
+    from trainer.calibration import as_logits, ece, fit_temperature
+
+    oof = np.zeros((y.size, n_classes))
+    parts = sorted(set(folds.tolist()) - {HELD_OUT})
+    for f in parts:
+        fit, score = np.flatnonzero((folds != HELD_OUT) & (folds != f)), np.flatnonzero(folds == f)
+        boosters = train_boosters(x[fit], y[fit], n_classes, opts)
+        p = np.mean([b.predict(x[score]) for b in boosters], axis=0).reshape(score.size, -1)
+        oof[score] = p / p.sum(axis=1, keepdims=True)
+    inside = folds != HELD_OUT
+    temperature = fit_temperature(as_logits(oof[inside]), y[inside])
+    from dmdt.hybrid import calibrated
+
+    return temperature, {
+        "method": "temperature scaling on out-of-fold probabilities (5 folds)",
+        "temperature": round(temperature, 4),
+        "out_of_fold_ece_before": round(ece(oof[inside], y[inside]), 4),
+        "out_of_fold_ece_after": round(ece(calibrated(oof[inside], temperature), y[inside]), 4),
+    }
+
+
+def calibrated_inverse(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Undo :func:`dmdt.hybrid.calibrated` (p ** T renormalised): the uncalibrated output."""
+    from dmdt.hybrid import calibrated
+
+    return calibrated(probs, 1.0 / temperature)
 
 
 def _counts(lcs: Sequence[LightCurve]) -> tuple[np.ndarray, np.ndarray]:
