@@ -8,12 +8,19 @@ the keys the delivery guarantee rests on cannot be overridden.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
+import confluent_kafka
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -89,13 +96,52 @@ def _norm(value: Any) -> str:
     return {"-1": "all", "1": "true", "0": "false"}.get(text, text)
 
 
+@functools.cache
+def property_scopes() -> dict[str, str]:
+    """librdkafka's own table of configuration properties: name -> "C" (consumer only), "P"
+    (producer only) or "*", read from the library bundled with confluent-kafka
+    (``rd_kafka_conf_properties_show``), so it matches the version in use. Empty if the library
+    cannot be reached this way (nothing is filtered then)."""
+    try:
+        folder = Path(confluent_kafka.__file__).parent
+        libs = sorted((folder.parent / "confluent_kafka.libs").glob("librdkafka*"))
+        lib = ctypes.CDLL(str(libs[0]) if libs else "librdkafka.so.1")
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.fopen.restype = ctypes.c_void_p
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "properties.md")
+            fp = libc.fopen(path.encode(), b"w")
+            lib.rd_kafka_conf_properties_show(ctypes.c_void_p(fp))
+            libc.fclose(ctypes.c_void_p(fp))
+            text = Path(path).read_text()
+    except (OSError, IndexError, AttributeError) as exc:
+        log.debug("librdkafka property scopes unavailable: %s", exc)
+        return {}
+    scopes: dict[str, str] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 2 and cells[1] in ("C", "P", "*") and cells[0]:
+            scopes.setdefault(cells[0], cells[1])
+    return scopes
+
+
+def _for_role(conf: dict[str, Any], role: str) -> dict[str, Any]:
+    """Drop the properties librdkafka only knows for the other role (the passthrough setting is
+    shared by consumers, producers and admin clients; librdkafka would warn and ignore them)."""
+    other = "P" if role == "consumer" else "C"
+    scopes = property_scopes()
+    return {k: v for k, v in conf.items() if scopes.get(k) != other}
+
+
 def _render(
     settings: BrokerSettings,
     defaults: Mapping[str, Any],
     invariants: Mapping[str, Any],
     overrides: Mapping[str, Any] | None,
+    role: str,
 ) -> dict[str, Any]:
-    conf: dict[str, Any] = {**defaults, **settings.kafka_config(), **(overrides or {})}
+    merged = {**defaults, **settings.kafka_config(), **(overrides or {})}
+    conf: dict[str, Any] = _for_role(merged, role)
     for key, required in invariants.items():
         if key in conf and _norm(conf[key]) != _norm(required):
             raise ValueError(f"{key}={conf[key]!r} is not allowed: the broker needs {required!r}")
@@ -110,7 +156,7 @@ def consumer_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """librdkafka consumer config: manual offset store, auto-commit of stored offsets."""
-    conf = _render(settings, CONSUMER_DEFAULTS, CONSUMER_INVARIANTS, overrides)
+    conf = _render(settings, CONSUMER_DEFAULTS, CONSUMER_INVARIANTS, overrides, "consumer")
     conf["group.id"] = group_id or conf.get("group.id") or settings.group_id
     return conf
 
@@ -119,7 +165,7 @@ def producer_config(
     settings: BrokerSettings, *, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """librdkafka producer config: idempotent, acks=all."""
-    return _render(settings, PRODUCER_DEFAULTS, PRODUCER_INVARIANTS, overrides)
+    return _render(settings, PRODUCER_DEFAULTS, PRODUCER_INVARIANTS, overrides, "producer")
 
 
 def _ids(partitions: Sequence[TopicPartition]) -> list[PartitionId]:
@@ -453,7 +499,7 @@ class PartitionReader:
     ) -> None:
         defaults = {"enable.auto.commit": False, "auto.offset.reset": "earliest",
                     "enable.partition.eof": False}  # fmt: skip
-        conf = _render(settings, defaults, {}, overrides)
+        conf = _render(settings, defaults, {}, overrides, "consumer")
         conf["group.id"] = f"{conf.get('group.id') or settings.group_id}-restore"  # never joined
         self._consumer = Consumer(conf)
 
@@ -487,7 +533,7 @@ class PartitionReader:
 
 
 def _admin(settings: BrokerSettings, overrides: Mapping[str, Any] | None) -> AdminClient:
-    return AdminClient({**settings.kafka_config(), **(overrides or {})})
+    return AdminClient(_for_role({**settings.kafka_config(), **(overrides or {})}, "admin"))
 
 
 def create_topics(

@@ -63,7 +63,8 @@ class BrokerSettings(BaseSettings):
     sasl_password: SecretStr | None = None
     ssl_ca_location: Path | None = None
     # Passthrough librdkafka keys, e.g. DMDT_KAFKA_EXTRA='socket.keepalive.enable=true,
-    # linger.ms=20' or a JSON object; applied to every client, after the keys above.
+    # linger.ms=20' or a JSON object; applied to every client that knows the key (by
+    # librdkafka's scope table: broker.kafka.property_scopes), after the keys above.
     kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     client_id: str = "dmdt-broker"
 

@@ -34,7 +34,8 @@ DESCRIPTIONS = {
     "sasl_password": "librdkafka `sasl.password`; a secret: never logged or exported",
     "ssl_ca_location": "CA certificate file for TLS (`ssl.ca.location`); default: system CAs",
     "kafka_extra": "any other librdkafka keys, `key=value,...` or a JSON object, applied to "
-    "every client after the keys above",
+    "every client after the keys above (consumer-only keys skip producers and producer-only "
+    "keys skip consumers, by librdkafka's own scope table)",
     "client_id": "librdkafka `client.id` (set one per consumer to tell them apart in Kafka)",
     "input_topics": "input topics and their decoders, `topic:decoder,...`; decoders: "
     "`ztf`, `rubin`, `lightcurve`",
