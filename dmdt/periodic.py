@@ -2,9 +2,10 @@
 periods and their significance, a Fourier fit at the best period (R21, R31, phi21, phi31), string
 lengths at P, 2P and P/2, and a second period after removing the first (double-mode RRd).
 
-Periods come from light-curve's fast (FFT) periodogram on a fixed grid up to 20 cycles/day, the
-best peak refined by a direct generalised Lomb-Scargle (numpy) so that folding over a 3,000-day
-CRTS baseline stays in phase. Everything else is a few small numpy fits per light curve.
+Periods come from light-curve's fast (FFT) periodogram on a fixed grid up to 20 cycles/day; its
+best few peaks are refined by a direct generalised Lomb-Scargle (a numba kernel) so that folding
+over a 3,000-day CRTS baseline stays in phase, and ranked by that refined power (version 4).
+Everything else is a few small numpy fits per light curve.
 """
 
 from __future__ import annotations
@@ -14,13 +15,23 @@ from collections.abc import Sequence
 
 import light_curve as lcf
 import numpy as np
+from numba import njit
 
 from dmdt.lightcurves import LightCurve
 
 MAX_FREQ = 20.0  # cycles/day: periods down to 72 min (HADS); CRTS cadence aliases above anyway
-GRID_LOG2 = 18  # 2**18 + 1 frequencies: ~4x oversampled over a 3,000-day baseline
+# 2**17 + 1 frequencies up to MAX_FREQ: >= 2x oversampled over every CRTS baseline (<= 3,130
+# days; median 2,990). Version 3 used 2**18 (~4x) for half the speed (docs/beyond.md, "Cheaper
+# features"); the peaks are refined by a direct GLS and ranked by that (below).
+GRID_LOG2 = 17
+RESIDUAL_GRID_LOG2 = 16  # the residual search's grid (version 3: 2**18)
+# A coarser grid lowers a peak's sampled height by up to ~16% (2**17) or ~50% (2**16), enough to
+# reorder daily aliases, so version 4 takes more of the grid's peaks, refines each by a direct GLS
+# and ranks them by that refined power (version 3 ranked by the grid's power and refined the best).
+N_PEAK_CANDIDATES = 6
+N_RESIDUAL_CANDIDATES = 4
 N_HARMONICS = 4
-FEATURES_VERSION = 3  # bump when a feature's definition changes (invalidates caches and results)
+FEATURES_VERSION = 4  # bump when a feature's definition changes (invalidates caches and results)
 ERR_FLOOR = 0.005  # mag: a few CRTS errors are tiny or zero; weights 1 / max(err, floor)^2
 
 _BROAD = lcf.Extractor(
@@ -59,13 +70,15 @@ _BROAD = lcf.Extractor(
 )
 
 
-def _periodogram(peaks: int) -> lcf.Periodogram:
-    freqs = np.linspace(0.0, 2.0 * np.pi * MAX_FREQ, 2**GRID_LOG2 + 1)  # angular, rad/day
+def _periodogram(peaks: int, log2: int) -> lcf.Periodogram:
+    freqs = np.linspace(0.0, 2.0 * np.pi * MAX_FREQ, 2**log2 + 1)  # angular, rad/day
     return lcf.Periodogram(peaks=peaks, freqs=freqs, fast=True, normalization="standard")
 
 
-_PERIODOGRAM = _periodogram(3)
-_RESIDUAL_PERIODOGRAM = _periodogram(1)
+_PERIODOGRAM = _periodogram(N_PEAK_CANDIDATES, GRID_LOG2)
+_RESIDUAL_PERIODOGRAM = _periodogram(N_RESIDUAL_CANDIDATES, RESIDUAL_GRID_LOG2)
+_V3_GRID_LOG2 = 18  # version 3's period search (both grids; the grid's best peak, unranked)
+_V3: dict[str, lcf.Periodogram] = {}  # built on first use: only to reproduce version 3
 
 PERIOD_NAMES = (
     "period_0",
@@ -155,6 +168,46 @@ def gls_power(t: np.ndarray, y: np.ndarray, w: np.ndarray, freqs: np.ndarray) ->
     return (ss * yc**2 + cc * ys**2 - 2.0 * cs * yc * ys) / (yy * d)
 
 
+@njit(cache=True, error_model="numpy")  # x / 0 -> inf or nan, as numpy
+def _gls_grid(
+    t: np.ndarray, y: np.ndarray, w: np.ndarray, f0: float, df: float, n: int
+) -> np.ndarray:
+    """:func:`gls_power` at the evenly spaced ``f0 + k df``, ``k < n``: the same sums, with each
+    point's (cos, sin) advanced from one frequency to the next by a rotation instead of evaluated
+    (recomputed exactly every 64 frequencies to bound the rounding drift) and no (n, points)
+    temporaries."""
+    w = w / w.sum()
+    y_mean = np.sum(w * y)
+    yy = np.sum(w * y * y) - y_mean**2
+    wy = w * y
+    rc, rs = np.cos(2.0 * np.pi * df * t), np.sin(2.0 * np.pi * df * t)
+    zc, zs = np.empty_like(t), np.empty_like(t)
+    out = np.empty(n)
+    for k in range(n):
+        if k % 64 == 0:
+            x = 2.0 * np.pi * (f0 + k * df) * t
+            zc[:], zs[:] = np.cos(x), np.sin(x)
+        cw = sw = yc = ys = c2 = cs = 0.0
+        for j in range(t.size):
+            c, s = zc[j], zs[j]
+            cw += w[j] * c
+            sw += w[j] * s
+            yc += wy[j] * c
+            ys += wy[j] * s
+            c2 += w[j] * c * c
+            cs += w[j] * c * s
+            zc[j] = c * rc[j] - s * rs[j]
+            zs[j] = c * rs[j] + s * rc[j]
+        yc -= y_mean * cw
+        ys -= y_mean * sw
+        cc = c2 - cw**2
+        ss = 1.0 - c2 - sw**2
+        cs -= cw * sw
+        d = cc * ss - cs**2
+        out[k] = (ss * yc**2 + cc * ys**2 - 2.0 * cs * yc * ys) / (yy * d)
+    return out
+
+
 def refine_frequency(
     t: np.ndarray, y: np.ndarray, w: np.ndarray, f0: float, step: float
 ) -> tuple[float, float]:
@@ -163,11 +216,31 @@ def refine_frequency(
     best, power = f0, 0.0
     for half_width in (1.5 * step, 0.15 * step):
         trial = best + np.linspace(-half_width, half_width, 31)
-        trial = trial[trial > 0]
-        p = gls_power(t, y, w, trial)
+        p = _gls_grid(t, y, w, best - half_width, half_width / 15.0, 31)
+        p[trial <= 0] = -np.inf
         i = int(np.argmax(p))
         best, power = float(trial[i]), float(p[i])
     return best, power
+
+
+def ranked_peaks(
+    t: np.ndarray, y: np.ndarray, err: np.ndarray, peaks: np.ndarray, step: float, keep: int
+) -> np.ndarray:
+    """The grid's ``peaks`` [P0, snr0, P1, snr1, ...] refined (:func:`refine_frequency`, ``step``
+    the grid's) and sorted by refined GLS power, the best ``keep``: [P, snr] pairs, the period
+    refined, the snr the grid's; missing peaks NaN."""
+    w = 1.0 / np.maximum(err, ERR_FLOOR) ** 2
+    tz = t - t[0]
+    found = []
+    for p, snr in zip(peaks[0::2], peaks[1::2], strict=True):
+        if np.isfinite(p) and p > 0:
+            f, power = refine_frequency(tz, y, w, 1.0 / p, step)
+            found.append((power, 1.0 / f, snr))
+    found.sort(key=lambda r: -r[0])
+    out = np.full(2 * keep, np.nan)
+    for i, (_, p, snr) in enumerate(found[:keep]):
+        out[2 * i], out[2 * i + 1] = p, snr
+    return out
 
 
 def log10_fap_baluev(z: float, n: int, t: np.ndarray, fmax: float) -> float:
@@ -244,13 +317,17 @@ def _shape(coef: np.ndarray, k: int) -> dict[str, float]:
 
 
 def periodic_features(
-    t: np.ndarray, m: np.ndarray, err: np.ndarray, peaks: np.ndarray, residual_peak: bool = True
+    t: np.ndarray,
+    m: np.ndarray,
+    err: np.ndarray,
+    peaks: np.ndarray,
+    residual_peak: bool = True,
+    step: float = MAX_FREQ / 2**GRID_LOG2,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Refined period, Fourier shape, string lengths of one light curve given its periodogram
     ``peaks`` [P0, snr0, P1, snr1, P2, snr2]; returns the features and the fit's residuals."""
     w = 1.0 / np.maximum(err, ERR_FLOOR) ** 2
     tz = t - t[0]  # numerical range for the trigonometric arguments
-    step = MAX_FREQ / 2**GRID_LOG2
     f0 = 1.0 / peaks[0] if np.isfinite(peaks[0]) and peaks[0] > 0 else step
     freq, power = refine_frequency(tz, m, w, f0, step)
     period = 1.0 / freq
@@ -314,7 +391,12 @@ def _chi2(t: np.ndarray, y: np.ndarray, w: np.ndarray, freq: float, k: int) -> f
 
 
 def extra_features(
-    t: np.ndarray, m: np.ndarray, err: np.ndarray, peaks: np.ndarray, period: float
+    t: np.ndarray,
+    m: np.ndarray,
+    err: np.ndarray,
+    peaks: np.ndarray,
+    period: float,
+    step: float = MAX_FREQ / 2**GRID_LOG2,
 ) -> np.ndarray:
     """Version 3's features (:data:`EXTRA_NAMES` order) of one cleaned curve given its periodogram
     ``peaks`` [P0, snr0, P1, snr1, P2, snr2] and refined ``period``: the period of best
@@ -322,7 +404,6 @@ def extra_features(
     residual power at the double-mode RR Lyrae period ratio; error-aware amplitude."""
     w = 1.0 / np.maximum(err, ERR_FLOOR) ** 2
     tz = t - t[0]
-    step = MAX_FREQ / 2**GRID_LOG2
     f_best = 1.0 / period
     candidates = [f_best, f_best / 2.0, f_best * 2.0]
     for p in peaks[2::2]:
@@ -371,11 +452,10 @@ def extra_features(
     span = max(float(tz[-1]), 1.0)
     df = 1.0 / (3.0 * span)
     lo, hi = RRD_RATIO
-    trial = np.concatenate(
-        [np.arange(f_best * lo, f_best * hi, df), np.arange(f_best / hi, f_best / lo, df)]
-    )
+    windows = [np.arange(f_best * lo, f_best * hi, df), np.arange(f_best / hi, f_best / lo, df)]
+    trial = np.concatenate(windows)
     if RRD_FREQ[0] <= f_best <= RRD_FREQ[1] and trial.size:  # RR Lyrae periods only (cost)
-        p = gls_power(tz, resid, w, trial)
+        p = np.concatenate([_gls_grid(tz, resid, w, f[0], df, f.size) for f in windows if f.size])
         j = int(np.argmax(p))
         out["dm_power"] = float(p[j])
         out["dm_ratio"] = float(min(trial[j], f_best) / max(trial[j], f_best))
@@ -389,10 +469,19 @@ def extra_features(
 
 
 def features(
-    lcs: Sequence[LightCurve], residual_period: bool = True
+    lcs: Sequence[LightCurve], residual_period: bool = True, version: int = FEATURES_VERSION
 ) -> tuple[np.ndarray, dict[str, float]]:
     """The features of cleaned (time-sorted) light curves, float64 ``(n, len(FEATURE_NAMES))``
-    in :data:`FEATURE_NAMES` order, and the wall time per part (seconds, all curves)."""
+    in :data:`FEATURE_NAMES` order, and the wall time per part (seconds, all curves).
+    ``version`` 3 reproduces version 3's period search (to ~1e-6; for the harness's old rows)."""
+    if version not in (3, FEATURES_VERSION):
+        raise ValueError(f"periodic features version {version}: this code computes 3 and 4")
+    v3 = version == 3
+    if v3 and not _V3:
+        _V3["curve"] = _periodogram(3, _V3_GRID_LOG2)
+        _V3["residual"] = _periodogram(1, _V3_GRID_LOG2)
+    step = MAX_FREQ / 2 ** (_V3_GRID_LOG2 if v3 else GRID_LOG2)
+    residual_step = MAX_FREQ / 2 ** (_V3_GRID_LOG2 if v3 else RESIDUAL_GRID_LOG2)
     timing: dict[str, float] = {}
     if not lcs:
         return np.zeros((0, len(FEATURE_NAMES))), timing
@@ -400,16 +489,23 @@ def features(
     t0 = time.perf_counter()
     broad = np.asarray(_BROAD.many(triples, sorted=True, n_jobs=1))
     t1 = time.perf_counter()
-    peaks = np.asarray(_PERIODOGRAM.many(triples, sorted=True, n_jobs=1))
+    grid = np.asarray((_V3["curve"] if v3 else _PERIODOGRAM).many(triples, sorted=True, n_jobs=1))
+    if v3:
+        peaks = grid
+    else:
+        pairs = zip(triples, grid, strict=True)
+        peaks = np.array([ranked_peaks(*tr, pk, step, 3) for tr, pk in pairs])
     t2 = time.perf_counter()
     rows, resids = [], []
     for (t, m, err), pk in zip(triples, peaks, strict=True):
-        row, resid = periodic_features(t, m, err, pk)
+        row, resid = periodic_features(t, m, err, pk, step=step)
         rows.append(row)
         resids.append((t, resid, err))
     t3 = time.perf_counter()
-    second = np.asarray(_RESIDUAL_PERIODOGRAM.many(resids, sorted=True, n_jobs=1))
-    for row, (p, snr) in zip(rows, second, strict=True):
+    residual_pg = _V3["residual"] if v3 else _RESIDUAL_PERIODOGRAM
+    second = np.asarray(residual_pg.many(resids, sorted=True, n_jobs=1))
+    for row, r, pk in zip(rows, resids, second, strict=True):
+        p, snr = pk if v3 else ranked_peaks(*r, pk, residual_step, 1)
         row["residual_period"] = float(p)
         row["residual_period_snr"] = float(snr)
         lo, hi = sorted((p, row["period"]))
@@ -426,7 +522,7 @@ def features(
     i_period = len(_BROAD.names) + PERIOD_NAMES.index("period")
     more = np.array(
         [
-            extra_features(t, m, err, pk, p)
+            extra_features(t, m, err, pk, p, step)
             for (t, m, err), pk, p in zip(
                 triples, peaks, rest[:, i_period - len(_BROAD.names)], strict=True
             )
