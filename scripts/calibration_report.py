@@ -42,14 +42,15 @@ from trainer import beyond, openset  # noqa: E402
 from trainer import calibration as cal  # noqa: E402
 from trainer.beyond_models import make_gbm  # noqa: E402
 
-N_V2 = 76  # periodic features of version 2 (later versions append): the shipped baseline's input
+N_V2 = 76  # periodic features of version 2 (version 3 appends to them): the baseline's input
 KEEP = (0.90, 0.95, 0.98)
 PROB_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def v2_features(lcs: Sequence[Any]) -> np.ndarray:
-    """The 76 version-2 periodic features (the first columns of any later version)."""
-    return periodic.features(lcs)[0][:, :N_V2]
+    """The 76 version-2 periodic features: version 3's first columns (version 4 changed the
+    period search, so its first columns differ)."""
+    return periodic.features(lcs, version=3)[0][:, :N_V2]
 
 
 class Data:

@@ -2,9 +2,9 @@
 but the fixed held-out part, score that part, write the model directory.
 
 The held-out part is issue 7's (trainer/beyond.py): 20% of each class, stratified, seed 0, the
-same curves as ``dmdt-train fit --seed 0`` holds out. Periodic features cost ~50 ms per curve; give
-``cache`` (build/beyond-cache) to reuse the harness's feature matrices, which are keyed by the
-features' version and the hash of every labelled curve of the data (all classes).
+same curves as ``dmdt-train fit --seed 0`` holds out. Periodic features (version 4) cost ~12 ms
+per curve; give ``cache`` (build/beyond-cache) to reuse the harness's feature matrices, which are
+keyed by the features' version and the hash of every labelled curve of the data (all classes).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class HybridPredictor:
         return cls(HybridClassifier.load(path))
 
     def classify_lightcurves(self, lcs: Sequence[LightCurve]) -> Any:
-        """Probabilities of cleaned light curves (computes their features: ~50 ms each)."""
+        """Probabilities of cleaned light curves (computes their features: ~12 ms each)."""
         from dmdt.classify import Predictions
 
         counts, n_points = _counts(lcs)

@@ -107,13 +107,14 @@ def load_eros(per_class: int | None = None, min_points: int = 20) -> Eros:
     return Eros(ids, labels, test, bands)
 
 
-N_V2 = 76  # periodic features of version 2, the first columns of every later version
+N_V2 = 76  # periodic features of version 2: the first columns of version 3 (not of 4, whose
+# period search differs), so they are computed with version=3
 FEATURE_NAMES = periodic.FEATURE_NAMES[:N_V2]
 
 
 def v2_features(lcs: Sequence[LightCurve]) -> np.ndarray:
     """The 76 version-2 periodic features (the input of the 7-class baseline model)."""
-    return periodic.features(lcs)[0][:, :N_V2]
+    return periodic.features(lcs, version=3)[0][:, :N_V2]
 
 
 def band_features(eros: Eros, band: str, cache: Path) -> np.ndarray:
