@@ -110,7 +110,8 @@ def main() -> None:
     if args.quick:
         return
     from broker.changelog import Changelog, ensure_changelogs
-    from broker.kafka import AlertProducer, PartitionReader, create_topics
+    from broker.kafka import AlertProducer
+    from broker.kafka_admin import PartitionReader, create_topics
     from broker.settings import BrokerSettings
     from broker.store import encode_key
     from broker.testing import TansuBroker

@@ -38,7 +38,8 @@ from bench_decode import best_rate, messages_with_cutouts
 
 from broker.app import App, run_in_thread
 from broker.decode import ZtfDecoder
-from broker.kafka import AlertProducer, create_topics, wait_for_topics
+from broker.kafka import AlertProducer
+from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource
 from broker.pipeline import BatchResult
 from broker.replay import read_stream, replay_to_file

@@ -41,11 +41,11 @@ from broker.kafka import (
     AlertConsumer,
     AlertProducer,
     PartitionId,
-    PartitionReader,
     RebalanceHooks,
     Record,
     deliver_then_store,
 )
+from broker.kafka_admin import PartitionReader
 from broker.metrics import BrokerMetrics
 from broker.models import ModelSource, ServedModel
 from broker.pipeline import BatchResult, Pipeline

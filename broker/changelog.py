@@ -12,7 +12,8 @@ changelog partition and reads up to the marker's acknowledged offset: every writ
 before it (every batch whose input offsets were committed) lies below it, on any broker that
 acknowledges in log order, as Kafka does. The marker is a tombstone, so compaction removes it.
 
-Pure apart from the `AlertProducer` and `PartitionReader` it is given (broker.kafka).
+Pure apart from the `AlertProducer` and `PartitionReader` it is given (broker.kafka,
+broker.kafka_admin).
 """
 
 from __future__ import annotations
@@ -22,15 +23,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from broker.kafka import (
-    AlertProducer,
-    Delivery,
-    PartitionReader,
-    Record,
-    create_topics,
-    topic_partitions,
-    wait_for_topics,
-)
+from broker.kafka import AlertProducer, Delivery, Record
+from broker.kafka_admin import PartitionReader, create_topics, topic_partitions, wait_for_topics
 from broker.settings import BrokerSettings
 from broker.state import PartitionId
 

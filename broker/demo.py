@@ -38,7 +38,8 @@ import numpy as np
 from broker.app import App, run_in_thread
 from broker.encode import decode_classification
 from broker.features import FeatureModel
-from broker.kafka import AlertConsumer, create_topics, wait_for_topics
+from broker.kafka import AlertConsumer
+from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource
 from broker.settings import BrokerSettings
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name

@@ -1,26 +1,19 @@
-"""The only module that imports confluent_kafka: a thin adapter the broker's app wires together.
+"""The consumer / producer adapter the broker's app wires together.
 
 It hands out plain `Record` / `Delivery` values (never confluent_kafka objects), so decoding, state
-and inference stay testable without Kafka. Every librdkafka key is rendered from `BrokerSettings`
-(`kafka_config()`), then role defaults, then the settings' passthrough, then caller overrides;
-the keys the delivery guarantee rests on cannot be overridden.
+and inference stay testable without Kafka. Client configs come from `broker.kafka_conf` (the keys
+the delivery guarantee rests on cannot be overridden); topic administration and the plain
+partition reader live in `broker.kafka_admin`. These three are the only modules that import
+confluent_kafka.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
-import os
-import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
-import confluent_kafka
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -28,25 +21,13 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
 
+from broker.kafka_conf import consumer_config, producer_config
 from broker.settings import BrokerSettings
 
 log = logging.getLogger(__name__)
 
 PartitionId = tuple[str, int]  # (topic, partition)
-
-CONSUMER_DEFAULTS: dict[str, Any] = {
-    "enable.auto.commit": True,  # commits only what was stored, every auto.commit.interval.ms
-    "auto.commit.interval.ms": 5000,
-    "auto.offset.reset": "earliest",
-    "partition.assignment.strategy": "cooperative-sticky",
-    "enable.partition.eof": False,
-}
-# Offsets are stored by the app after a batch's outputs are delivered (at-least-once).
-CONSUMER_INVARIANTS: dict[str, Any] = {"enable.auto.offset.store": False}
-PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 20, "compression.type": "zstd"}
-PRODUCER_INVARIANTS: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
 
 
 class KafkaFatalError(RuntimeError):
@@ -89,83 +70,6 @@ class RebalanceHooks:
     on_assign: Callable[[list[PartitionId]], None] | None = None
     on_revoke: Callable[[list[PartitionId]], None] | None = None
     on_lost: Callable[[list[PartitionId]], None] | None = None
-
-
-def _norm(value: Any) -> str:
-    text = str(value).lower()
-    return {"-1": "all", "1": "true", "0": "false"}.get(text, text)
-
-
-@functools.cache
-def property_scopes() -> dict[str, str]:
-    """librdkafka's own table of configuration properties: name -> "C" (consumer only), "P"
-    (producer only) or "*", read from the library bundled with confluent-kafka
-    (``rd_kafka_conf_properties_show``), so it matches the version in use. Empty if the library
-    cannot be reached this way (nothing is filtered then)."""
-    try:
-        folder = Path(confluent_kafka.__file__).parent
-        libs = sorted((folder.parent / "confluent_kafka.libs").glob("librdkafka*"))
-        lib = ctypes.CDLL(str(libs[0]) if libs else "librdkafka.so.1")
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.fopen.restype = ctypes.c_void_p
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "properties.md")
-            fp = libc.fopen(path.encode(), b"w")
-            lib.rd_kafka_conf_properties_show(ctypes.c_void_p(fp))
-            libc.fclose(ctypes.c_void_p(fp))
-            text = Path(path).read_text()
-    except (OSError, IndexError, AttributeError) as exc:
-        log.debug("librdkafka property scopes unavailable: %s", exc)
-        return {}
-    scopes: dict[str, str] = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) > 2 and cells[1] in ("C", "P", "*") and cells[0]:
-            scopes.setdefault(cells[0], cells[1])
-    return scopes
-
-
-def _for_role(conf: dict[str, Any], role: str) -> dict[str, Any]:
-    """Drop the properties librdkafka only knows for the other role (the passthrough setting is
-    shared by consumers, producers and admin clients; librdkafka would warn and ignore them)."""
-    other = "P" if role == "consumer" else "C"
-    scopes = property_scopes()
-    return {k: v for k, v in conf.items() if scopes.get(k) != other}
-
-
-def _render(
-    settings: BrokerSettings,
-    defaults: Mapping[str, Any],
-    invariants: Mapping[str, Any],
-    overrides: Mapping[str, Any] | None,
-    role: str,
-) -> dict[str, Any]:
-    merged = {**defaults, **settings.kafka_config(), **(overrides or {})}
-    conf: dict[str, Any] = _for_role(merged, role)
-    for key, required in invariants.items():
-        if key in conf and _norm(conf[key]) != _norm(required):
-            raise ValueError(f"{key}={conf[key]!r} is not allowed: the broker needs {required!r}")
-        conf[key] = required
-    return conf
-
-
-def consumer_config(
-    settings: BrokerSettings,
-    *,
-    group_id: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """librdkafka consumer config: manual offset store, auto-commit of stored offsets."""
-    conf = _render(settings, CONSUMER_DEFAULTS, CONSUMER_INVARIANTS, overrides, "consumer")
-    conf["group.id"] = group_id or conf.get("group.id") or settings.group_id
-    return conf
-
-
-def producer_config(
-    settings: BrokerSettings, *, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """librdkafka producer config: idempotent, acks=all."""
-    return _render(settings, PRODUCER_DEFAULTS, PRODUCER_INVARIANTS, overrides, "producer")
 
 
 def _ids(partitions: Sequence[TopicPartition]) -> list[PartitionId]:
@@ -485,152 +389,3 @@ def deliver_then_store(
         return False
     consumer.store(records)
     return True
-
-
-class PartitionReader:
-    """Reads one partition from an offset, outside any consumer group (changelog restores).
-
-    Fetches what the log holds, whatever high watermark the broker reports: callers read up to
-    an offset they know exists (an end marker they produced), not up to the watermark.
-    """
-
-    def __init__(
-        self, settings: BrokerSettings, *, overrides: Mapping[str, Any] | None = None
-    ) -> None:
-        defaults = {"enable.auto.commit": False, "auto.offset.reset": "earliest",
-                    "enable.partition.eof": False}  # fmt: skip
-        conf = _render(settings, defaults, {}, overrides, "consumer")
-        conf["group.id"] = f"{conf.get('group.id') or settings.group_id}-restore"  # never joined
-        self._consumer = Consumer(conf)
-
-    def seek(self, topic: str, partition: int, offset: int) -> None:
-        """Read ``topic[partition]`` from ``offset`` on (the earliest kept one if it is gone)."""
-        self._consumer.assign([TopicPartition(topic, partition, max(offset, 0))])
-
-    def read(self, max_messages: int, timeout_s: float) -> list[Record]:
-        """Up to max_messages records from the current position."""
-        out: list[Record] = []
-        for msg in self._consumer.consume(max_messages, timeout_s):
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaFatalError(str(err))
-                log.warning("kafka restore read: %s", err)
-                continue
-            out.append(
-                Record(cast(str, msg.topic()), cast(int, msg.partition()),
-                       cast(int, msg.offset()), cast("bytes | None", msg.key()),
-                       cast("bytes | None", msg.value()), None)
-            )  # fmt: skip
-        return out
-
-    def close(self) -> None:
-        """Release the client."""
-        self._consumer.close()
-
-
-# ---------------------------------------------------------------- admin
-
-
-def _admin(settings: BrokerSettings, overrides: Mapping[str, Any] | None) -> AdminClient:
-    return AdminClient(_for_role({**settings.kafka_config(), **(overrides or {})}, "admin"))
-
-
-def create_topics(
-    settings: BrokerSettings,
-    topics: Mapping[str, int],
-    *,
-    replication_factor: int = 1,
-    config: Mapping[str, str] | None = None,
-    timeout_s: float = 30.0,
-    overrides: Mapping[str, Any] | None = None,
-) -> None:
-    """Create {topic: partitions}; topics that already exist are left as they are."""
-    admin = _admin(settings, overrides)  # kept referenced until every future resolves
-    new = [
-        NewTopic(
-            name, num_partitions=n, replication_factor=replication_factor, config=dict(config or {})
-        )
-        for name, n in topics.items()
-    ]
-    futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-            log.info("topic %s already exists", name)
-
-
-def delete_topics(
-    settings: BrokerSettings,
-    topics: Sequence[str],
-    *,
-    timeout_s: float = 30.0,
-    overrides: Mapping[str, Any] | None = None,
-) -> None:
-    """Delete topics; unknown ones are ignored."""
-    admin = _admin(settings, overrides)
-    futures = admin.delete_topics(
-        list(topics), operation_timeout=timeout_s, request_timeout=timeout_s
-    )
-    for future in futures.values():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise
-
-
-def topic_partitions(
-    settings: BrokerSettings,
-    *,
-    timeout_s: float = 10.0,
-    overrides: Mapping[str, Any] | None = None,
-) -> dict[str, int]:
-    """Partitions of every topic the cluster has now (one metadata request; creates nothing).
-
-    Raises TimeoutError when the cluster does not answer in time.
-    """
-    admin = _admin(settings, overrides)
-    try:
-        meta = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise TimeoutError(f"no topic metadata: {exc}") from exc
-    return {name: len(t.partitions) for name, t in meta.items() if t.error is None}
-
-
-def wait_for_topics(
-    settings: BrokerSettings,
-    topics: Iterable[str],
-    *,
-    timeout_s: float = 30.0,
-    overrides: Mapping[str, Any] | None = None,
-) -> dict[str, int]:
-    """Block until every topic exists with a leader on each partition; returns their partitions."""
-    admin = _admin(settings, overrides)
-    wanted = set(topics)
-    deadline = time.monotonic() + timeout_s
-    missing: set[str] = wanted
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            meta = admin.list_topics(timeout=max(min(left, 5.0), 0.5)).topics
-        except KafkaException as exc:
-            log.info("list_topics: %s", exc)
-            meta = {}
-        ready = {
-            name: len(meta[name].partitions)
-            for name in wanted
-            if name in meta
-            and meta[name].error is None
-            and meta[name].partitions
-            and all(p.leader >= 0 for p in meta[name].partitions.values())
-        }
-        missing = wanted - set(ready)
-        if not missing:
-            return ready
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"topics not ready after {timeout_s} s: {sorted(missing)}")
-        time.sleep(0.1)

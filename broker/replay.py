@@ -326,7 +326,8 @@ def replay_to_topic(
     speedup: sky seconds per wall second (86400: a day per second); None sends as fast as
     possible. Raises ReplayDeliveryError if any message is not acknowledged.
     """
-    from broker.kafka import AlertProducer, create_topics, wait_for_topics
+    from broker.kafka import AlertProducer
+    from broker.kafka_admin import create_topics, wait_for_topics
 
     _, plan = _plan(
         source,

@@ -64,7 +64,7 @@ class BrokerSettings(BaseSettings):
     ssl_ca_location: Path | None = None
     # Passthrough librdkafka keys, e.g. DMDT_KAFKA_EXTRA='socket.keepalive.enable=true,
     # linger.ms=20' or a JSON object; applied to every client that knows the key (by
-    # librdkafka's scope table: broker.kafka.property_scopes), after the keys above.
+    # librdkafka's scope table: broker.kafka_conf.property_scopes), after the keys above.
     kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     client_id: str = "dmdt-broker"
 

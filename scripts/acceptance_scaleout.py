@@ -54,14 +54,8 @@ sys.path.insert(0, str(REPO))
 from broker.changelog import MARKER_KEY, Changelog, ensure_changelogs  # noqa: E402
 from broker.durable import DurableState  # noqa: E402
 from broker.encode import Classification, decode_classification  # noqa: E402
-from broker.kafka import (  # noqa: E402
-    AlertConsumer,
-    AlertProducer,
-    PartitionReader,
-    Record,
-    create_topics,
-    wait_for_topics,
-)
+from broker.kafka import AlertConsumer, AlertProducer, Record  # noqa: E402
+from broker.kafka_admin import PartitionReader, create_topics, wait_for_topics  # noqa: E402
 from broker.replay import ReplaySource, load_source, read_stream, replay_to_file  # noqa: E402
 from broker.replay_plan import select_sources  # noqa: E402
 from broker.settings import BrokerSettings  # noqa: E402

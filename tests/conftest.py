@@ -60,7 +60,7 @@ def consumer_overrides() -> dict[str, Any]:
 @pytest.fixture
 def make_topic(kafka_settings: BrokerSettings) -> Iterator[Callable[..., str]]:
     """Factory: make_topic(partitions=1) creates a uniquely named topic, deleted after the test."""
-    from broker.kafka import create_topics, delete_topics, wait_for_topics
+    from broker.kafka_admin import create_topics, delete_topics, wait_for_topics
     from broker.testing import unique_name
 
     created: list[str] = []

@@ -15,7 +15,8 @@ from test_store import GRID, alerts
 
 from broker.changelog import MARKER_KEY, Changelog, changelog_topic, ensure_changelogs
 from broker.durable import DurableState
-from broker.kafka import AlertProducer, PartitionReader
+from broker.kafka import AlertProducer
+from broker.kafka_admin import PartitionReader
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row, encode_key, encode_row, row_points
 from dmdt import engine

@@ -21,7 +21,8 @@ from stream_helpers import crts_curves, tiny_model
 from broker.app import App, run_in_thread
 from broker.changelog import changelog_topic
 from broker.encode import decode_classification
-from broker.kafka import AlertConsumer, PartitionReader, Record
+from broker.kafka import AlertConsumer, Record
+from broker.kafka_admin import PartitionReader
 from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row, store_path

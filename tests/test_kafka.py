@@ -18,12 +18,10 @@ from broker.kafka import (
     PartitionId,
     RebalanceHooks,
     Record,
-    consumer_config,
-    create_topics,
     deliver_then_store,
-    producer_config,
-    wait_for_topics,
 )
+from broker.kafka_admin import create_topics, wait_for_topics
+from broker.kafka_conf import consumer_config, producer_config
 from broker.settings import BrokerSettings
 from broker.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name, ztf_messages
 

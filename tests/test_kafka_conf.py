@@ -8,7 +8,7 @@ import logging
 
 from confluent_kafka import Producer
 
-from broker.kafka import consumer_config, producer_config, property_scopes
+from broker.kafka_conf import consumer_config, producer_config, property_scopes
 from broker.settings import BrokerSettings
 
 EXTRA = {"session.timeout.ms": "6000", "fetch.wait.max.ms": "10", "linger.ms": "5",

@@ -20,7 +20,8 @@ from test_changelog import Owner, changelog_settings  # noqa: F401 (a fixture)
 from test_store import alerts
 
 from broker.encode import Classification, decode_classification
-from broker.kafka import AlertConsumer, AlertProducer, PartitionReader
+from broker.kafka import AlertConsumer, AlertProducer
+from broker.kafka_admin import PartitionReader
 from broker.replay import ReplaySource, read_stream, replay_to_file
 from broker.store import RocksStore, StateStoreError, decode_row, store_path
 from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
