@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmdt import periodic  # noqa: E402
+from dmdt import views as dmdt_views  # noqa: E402
 from dmdt.lightcurves import LightCurve  # noqa: E402
-from trainer import beyond, beyond_models  # noqa: E402
+from trainer import beyond, beyond_models, views  # noqa: E402
 from trainer import features as paper_features  # noqa: E402
 
 
@@ -68,6 +69,23 @@ SPECS = (
          "control: the two-branch net without its dmdt CNN branch (features only), 3 seeds"),
     Spec("blend_gbm_mlp_7", "7", "periodic_v3+dmdt", "blend",
          "0.7 x LightGBM (features + dmdt pixels) + 0.3 x MLP (features)"),
+    Spec("gbm_v4_intravisit_7", "7", "periodic_iv", "gbm_small",
+         f"LightGBM, {N} periodic features (v4) of the curve without points that stray from their"
+         f" visit, {SMALL}"),
+    Spec("gbm_v4_visitmed_7", "7", "periodic_vm", "gbm_small",
+         f"LightGBM, {N} periodic features (v4) of the visit medians, {SMALL}"),
+    Spec("gbm_views_7", "7", "periodic+periodic_iv+periodic_vm", "views",
+         "mean of the three LightGBMs above (v4 of the curve, of the clipped curve, of the visit"
+         " medians)"),
+    Spec("gbm_v4_aug_7", "7", "periodic+periodic_aug2", "gbm_aug",
+         f"LightGBM, {N} periodic features (v4), trained with 2 thinned, re-noised copies of each"
+         f" training curve, {SMALL}"),
+    Spec("gbm_v4_season_7", "7", "periodic+season", "gbm_small",
+         f"LightGBM, {N} periodic features (v4) + {views.N_SEASON_FEATURES} season-to-season"
+         f" shape changes, {SMALL}"),
+    Spec("gbm_v4_double_mode_7", "7", "periodic+double_mode", "gbm_small",
+         f"LightGBM, {N} periodic features (v4) + {views.N_DOUBLE_MODE_FEATURES} double-mode"
+         f" features (alias windows, joint fit), {SMALL}"),
     Spec("rf_paper18_7", "7", "paper18", "rf", "random forest, paper's 18 features"),
     Spec("rf_paper18_weighted_7", "7", "paper18", "rf_weighted",
          "random forest, paper's 18 features, balanced"),
@@ -75,6 +93,10 @@ SPECS = (
          f"LightGBM, {N2} periodic features (v2), balanced"),
     Spec("gbm_v3_16", "16", "periodic_v3", "gbm_small",
          f"LightGBM, {N} periodic features (v3), {SMALL}"),
+    Spec("gbm_v4_16", "16", "periodic", "gbm_small",
+         f"LightGBM, {N} periodic features (v4), {SMALL}"),
+    Spec("gbm_views_16", "16", "periodic+periodic_iv+periodic_vm", "views",
+         "mean of three LightGBMs (v4 of the curve, of the clipped curve, of the visit medians)"),
     Spec("gbm_v3_unbalanced_16", "16", "periodic_v3", "gbm_small_unbalanced",
          f"LightGBM, {N} periodic features (v3), 400 rounds of 7-leaf trees, unweighted"),
     Spec("gbm_v3_dmdt_16", "16", "periodic_v3+dmdt", "gbm_small",
@@ -87,6 +109,9 @@ FEATURES: dict[str, Callable[[Sequence[LightCurve]], np.ndarray]] = {
     "periodic": lambda lcs: periodic.features(lcs)[0],
     "periodic_v3": lambda lcs: periodic.features(lcs, version=3)[0],
     "periodic76": lambda lcs: periodic.features(lcs, version=3)[0][:, :N2],  # v3 = v2 there
+    "periodic_iv": lambda lcs: periodic.features([dmdt_views.intravisit_clip(lc) for lc in lcs])[0],
+    "periodic_vm": lambda lcs: periodic.features([dmdt_views.visit_medians(lc) for lc in lcs])[0],
+    "periodic_aug2": lambda lcs: augmented_features(lcs, copies=2),
     "paper18": lambda lcs: paper_features.features(lcs),
     "dmdt": beyond_models.cnn_images,
 }
@@ -99,8 +124,29 @@ FEATURE_IDS = {
     "periodic76": "periodic_v2",
     "paper18": "paper18",
     "dmdt": "dmdt_mahabal2017",
+    "periodic_iv": f"periodic_v{periodic.FEATURES_VERSION}_intravisit",
+    "periodic_vm": f"periodic_v{periodic.FEATURES_VERSION}_visitmed",
+    "periodic_aug2": f"periodic_v{periodic.FEATURES_VERSION}_augmented_2_seed_1",
+    "season": f"season_at_v{periodic.FEATURES_VERSION}_period",
+    "double_mode": f"double_mode_at_v{periodic.FEATURES_VERSION}_period",
     "cnn": "cnn_shallow_7 out-of-fold probabilities",
 }
+
+
+def augmented_features(lcs: Sequence[LightCurve], copies: int, seed: int = 1) -> np.ndarray:
+    """Version 4 features of ``copies`` augmented copies of every curve (trainer.views.augmented,
+    one seeded generator in curve order), side by side: ``(len(lcs), copies * n_features)``."""
+    rng = np.random.default_rng(seed)
+    x = periodic.features([views.augmented(lc, rng) for _ in range(copies) for lc in lcs])[0]
+    return np.concatenate(np.split(x, copies), axis=1)
+
+
+# features computed at the period of version 4's features (a function of the curve and it)
+AT_PERIOD: dict[str, Callable[[LightCurve, float], np.ndarray]] = {
+    "season": views.season_features,
+    "double_mode": views.double_mode_features,
+}
+TRAINING_ONLY = {"periodic_aug2"}  # features of training copies: no cost when serving
 
 
 class Runner:
@@ -128,8 +174,19 @@ class Runner:
             self.cost_ms[name] = self.cost_ms.get("dmdt", 0.2)  # plus the net: ~0.1 ms per image
             return beyond.load_probs(self.out / "probs" / f"cnn_shallow_{ds.class_set}.npz", ds)
         full = self.dataset("16")
-        x, ms = beyond.cached_features(full, FEATURE_IDS[name], FEATURES[name], self.cache)
-        self.cost_ms[name] = ms
+        if name in AT_PERIOD:
+            i = periodic.FEATURE_NAMES.index("period")
+            periods = self.features(full, "periodic")[:, i]
+            period = dict(zip(map(id, full.lcs), periods, strict=True))
+            at = AT_PERIOD[name]
+
+            def compute(lcs: Sequence[LightCurve]) -> np.ndarray:
+                return np.array([at(lc, period[id(lc)]) for lc in lcs])
+
+            x, ms = beyond.cached_features(full, FEATURE_IDS[name], compute, self.cache)
+        else:
+            x, ms = beyond.cached_features(full, FEATURE_IDS[name], FEATURES[name], self.cache)
+        self.cost_ms[name] = 0.0 if name in TRAINING_ONLY else ms
         if ds is full:
             return x
         row = {(lc.source_id, lc.label): i for i, lc in enumerate(full.lcs)}
@@ -165,6 +222,20 @@ class Runner:
                 settings["image"] = "none (control)"
             if three:
                 settings["fold_branch"] = "fold_00..19 raw: circular conv 16@5, 32@5, mean+max, 32"
+        elif spec.kind == "views":  # one boosting per block of N columns, probabilities averaged
+            blocks = x.shape[1] // N
+            fp = beyond_models.blend([
+                (beyond_models.gbm_small(x[:, k * N:(k + 1) * N], n_classes, b), 1.0 / blocks)
+                for k in range(blocks)
+            ])  # fmt: skip
+            settings = {"models": blocks, "weights": "equal", **beyond_models.small_settings(b)}
+        elif spec.kind == "gbm_aug":
+            fp = beyond_models.gbm_augmented(x, N, n_classes, b)
+            settings = {
+                "copies": x.shape[1] // N - 1,
+                "augmentation": "50-85% of the visits, mag + N(0, (err/2)^2), seed 1",
+                **beyond_models.small_settings(b),
+            }
         elif spec.kind == "blend":  # x is periodic+dmdt; the MLP sees the periodic part only
             fp = beyond_models.blend([
                 (beyond_models.gbm_small(x, n_classes, b), 0.7),

@@ -207,6 +207,23 @@ def blend(parts: list[tuple[FitPredict, float]]) -> FitPredict:
     return fit_predict
 
 
+def gbm_augmented(x: np.ndarray, n_features: int, n_classes: int, budget: Budget) -> FitPredict:
+    """:func:`gbm_small` trained on each training curve's features and those of its augmented
+    copies (``x`` = the curve's ``n_features`` columns, then each copy's, side by side); scored
+    on the test curves' own features."""
+    copies = x.shape[1] // n_features - 1
+    rows = x.reshape(x.shape[0], copies + 1, n_features)
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        stacked = np.concatenate([rows[:, 0], *(rows[train, k] for k in range(1, copies + 1))])
+        n = rows.shape[0]
+        index = np.concatenate([train, n + np.arange(copies * train.size)])
+        fp = gbm_small(stacked, n_classes, budget)
+        return fp(index, np.tile(y, copies + 1), test)
+
+    return fit_predict
+
+
 def two_branch(
     x: np.ndarray,
     n_features: int,
