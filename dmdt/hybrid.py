@@ -6,9 +6,13 @@ pure function of the points, so the stream may refresh it only every so often an
 vector. :meth:`HybridClassifier.classify` is cheap and batched: it takes the dmdt pair counts the
 stream keeps up to date on every alert, plus the stored feature vectors.
 
-A model directory holds ``model.json`` (kind ``hybrid``: classes, grid, feature names and version,
-the design, training record and metrics), LightGBM boosters as text (``gbm_<i>.txt``), and for
-designs with a dmdt CNN branch its weights as ``cnn.npz`` (plain arrays, loaded without pickle).
+A model may average boosters trained on several views of the curve (:mod:`dmdt.views`: the curve,
+the curve without points that stray from their visit, the visit medians): its feature vector is
+then each view's periodic features side by side, and each view's boosters see their own block.
+
+A model directory holds ``model.json`` (kind ``hybrid``: classes, grid, views, feature names and
+version, the design, training record and metrics) and LightGBM boosters as text (``gbm_<i>.txt``,
+view by view).
 ``MANIFEST.json`` records their sha256; :meth:`HybridClassifier.load` refuses a directory whose
 files do not match it.
 """
@@ -29,12 +33,24 @@ from dmdt import periodic
 from dmdt.engine import normalize
 from dmdt.grids import Grid, get_grid
 from dmdt.lightcurves import LightCurve, clean
+from dmdt.views import VIEWS
 
 KIND = "hybrid"
 FORMAT = "dmdt-hybrid/1"
 CONFIG_FILE = "model.json"
 MANIFEST_FILE = "MANIFEST.json"
 IMAGE_MODES = ("none", "flat")  # what of the dmdt image goes into the boosters, beside features
+MIN_VIEW_POINTS = 10  # a view (other than the curve) with fewer points gets NaN features
+
+
+def view_feature_names(views: Sequence[str]) -> list[str]:
+    """The feature names of ``views``: the periodic names, prefixed ``<view>:`` but for the
+    curve itself."""
+    return [
+        name if view == "curve" else f"{view}:{name}"
+        for view in views
+        for name in periodic.FEATURE_NAMES
+    ]
 
 
 def is_hybrid_model(path: str | os.PathLike[str]) -> bool:
@@ -54,15 +70,17 @@ def _sha256(path: Path) -> str:
 
 @dataclass
 class HybridClassifier:
-    """Boosters over ``[features, image columns]``; probabilities averaged over the boosters."""
+    """Boosters over ``[features, image columns]``; probabilities averaged over the boosters
+    (with several views: over each view's boosters on its block of features, then over views)."""
 
     name: str
     classes: list[str]
     grid: Grid
-    boosters: list[Any]  # lightgbm.Booster, one per seed
+    boosters: list[Any]  # lightgbm.Booster, one per seed (and view, view by view)
     min_points: int = 20
     image_mode: str = "none"
-    feature_names: list[str] = field(default_factory=lambda: list(periodic.FEATURE_NAMES))
+    views: list[str] = field(default_factory=lambda: ["curve"])
+    feature_names: list[str] = field(default_factory=list)  # default: view_feature_names(views)
     features_version: int = periodic.FEATURES_VERSION
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +92,15 @@ class HybridClassifier:
             raise ValueError(f"image_mode {self.image_mode!r} not in {IMAGE_MODES}")
         if not self.boosters:
             raise ValueError("a hybrid model needs at least one booster")
+        unknown = [v for v in self.views if v not in VIEWS]
+        if not self.views or unknown or len(set(self.views)) != len(self.views):
+            raise ValueError(f"views {self.views}: want distinct names among {sorted(VIEWS)}")
+        if len(self.boosters) % len(self.views):
+            raise ValueError(f"{len(self.boosters)} boosters for {len(self.views)} views")
+        if len(self.views) > 1 and self.image_mode != "none":
+            raise ValueError("a model with several views takes no image columns")
+        if not self.feature_names:
+            self.feature_names = view_feature_names(self.views)
         if not (np.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
@@ -81,7 +108,8 @@ class HybridClassifier:
 
     def features(self, t: np.ndarray, m: np.ndarray, err: np.ndarray) -> np.ndarray:
         """The periodic feature vector ``(F,)`` float64 of one source's points (any order; bad
-        points dropped, same times merged as in training); all NaN below ``min_points``."""
+        points dropped, same times merged as in training), each view's block after the other;
+        all NaN below ``min_points``, a view's block NaN below :data:`MIN_VIEW_POINTS`."""
         if self.features_version != periodic.FEATURES_VERSION:
             raise ValueError(
                 f"model {self.name} wants periodic features version {self.features_version}, "
@@ -90,8 +118,11 @@ class HybridClassifier:
         lc, _ = clean(LightCurve("source", t, m, err), self.min_points, min_time=None)
         if lc is None:
             return np.full(len(self.feature_names), np.nan)
-        x, _ = periodic.features([lc])
-        return np.asarray(x[0], dtype=np.float64)
+        out = np.full((len(self.views), len(periodic.FEATURE_NAMES)), np.nan)
+        seen = [VIEWS[v](lc) for v in self.views]
+        ok = [i for i, v in enumerate(seen) if i == 0 or len(v) >= MIN_VIEW_POINTS]
+        out[ok], _ = periodic.features([seen[i] for i in ok])
+        return out.reshape(-1)
 
     # --- batched classification (cheap, every alert) ------------------------------------------
 
@@ -127,9 +158,27 @@ class HybridClassifier:
         x = self.design(counts, n_points, features)
         if x.shape[0] == 0:
             return np.zeros((0, len(self.classes)))
-        probs = np.mean([b.predict(x) for b in self.boosters], axis=0)
-        probs = np.asarray(probs, dtype=np.float64).reshape(x.shape[0], len(self.classes))
-        return calibrated(probs / probs.sum(axis=1, keepdims=True), self.temperature)
+        return calibrated(self.booster_probs(x), self.temperature)
+
+    def booster_probs(self, x: np.ndarray) -> np.ndarray:
+        """Uncalibrated probabilities ``(n, n_classes)`` of a :meth:`design` matrix: the mean
+        over each view's boosters on that view's columns, then over the views."""
+        n_views = len(self.views)
+        per_view = len(self.boosters) // n_views
+        width = x.shape[1] // n_views
+        probs = np.mean(
+            [
+                np.mean(
+                    [b.predict(x[:, v * width : (v + 1) * width])
+                     for b in self.boosters[v * per_view : (v + 1) * per_view]],
+                    axis=0,
+                ).reshape(x.shape[0], len(self.classes))
+                for v in range(n_views)
+            ],
+            axis=0,
+        )  # fmt: skip
+        probs = np.asarray(probs, dtype=np.float64)
+        return probs / probs.sum(axis=1, keepdims=True)
 
     # --- the model directory ------------------------------------------------------------------
 
@@ -143,6 +192,7 @@ class HybridClassifier:
             "grid": self.grid.to_dict(),
             "min_points": self.min_points,
             "image_mode": self.image_mode,
+            "views": list(self.views),
             "feature_names": list(self.feature_names),
             "features_version": self.features_version,
             "boosters": [f"gbm_{i}.txt" for i in range(len(self.boosters))],
@@ -192,6 +242,7 @@ class HybridClassifier:
             boosters=boosters,
             min_points=int(config["min_points"]),
             image_mode=config["image_mode"],
+            views=list(config.get("views", ["curve"])),
             feature_names=list(config["feature_names"]),
             features_version=int(config["features_version"]),
             training=config.get("training", {}),

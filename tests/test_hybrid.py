@@ -173,3 +173,85 @@ def test_shipped_model_is_calibrated() -> None:
     assert shipped.temperature == pytest.approx(cal["temperature"], rel=1e-3)
     assert shipped.temperature > 1
     assert cal["held_out_ece_after"] < cal["held_out_ece_before"]
+
+
+def visit_synthetic(period: float, label: str, seed: int) -> LightCurve:
+    """As :func:`synthetic`, observed in visits of 4 exposures 10 minutes apart (as CRTS)."""
+    rng = np.random.default_rng(seed)
+    nights = np.sort(rng.choice(np.flatnonzero(np.mod(np.arange(3000), 365) < 240), 60, False))
+    t = (53500.3 + nights[:, None] + np.arange(4)[None, :] * 10 / 1440).ravel()
+    phase = np.mod(t / period, 1.0)
+    signal = 0.3 * np.sin(2 * np.pi * phase) if label == "A" else 0.6 * (phase - 0.5)
+    m = 15.0 + signal + rng.normal(0.0, 0.05, t.size)
+    m[::37] += 2.0  # stray exposures, which the intravisit view drops
+    return LightCurve(f"v{seed}", t, m, np.full(t.size, 0.05), label=label)
+
+
+@pytest.fixture(scope="module")
+def views_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[HybridClassifier, Path]:
+    """fit-hybrid with boosters on three views of each curve."""
+    from dmdt.datasets import export_csv
+
+    rng = np.random.default_rng(0)
+    lcs = [
+        visit_synthetic(float(rng.uniform(0.3, 0.7)), label, seed)
+        for seed, label in enumerate(["A", "B"] * 12)
+    ]
+    folder = tmp_path_factory.mktemp("visit-curves")
+    export_csv(lcs, folder)
+    out = tmp_path_factory.mktemp("model") / "views"
+    views = ("curve", "intravisit", "visit_medians")
+    opts = HybridOptions(classes=None, trees=20, seeds=(0, 1), views=views, min_points=20)
+    model, metrics = fit_hybrid(str(folder), out, opts, name="views")
+    assert metrics["accuracy"] >= 3 / 4
+    return model, out
+
+
+def test_a_views_model_averages_each_views_boosters_on_its_block(
+    views_model: tuple[HybridClassifier, Path],
+) -> None:
+    model, out = views_model
+    n = len(periodic.FEATURE_NAMES)
+    assert model.views == ["curve", "intravisit", "visit_medians"]
+    assert len(model.boosters) == 6  # 3 views x 2 seeds, view by view
+    assert model.feature_names[:n] == list(periodic.FEATURE_NAMES)
+    assert model.feature_names[n] == f"intravisit:{periodic.FEATURE_NAMES[0]}"
+    lc = visit_synthetic(0.5123, "A", 99)
+    f = model.features(lc.t, lc.m, lc.err)
+    assert f.shape == (3 * n,)
+    # each block is the periodic features of its view of the cleaned curve
+    from dmdt.views import intravisit_clip, visit_medians
+
+    clean_lc, _ = clean(lc, 20, min_time=None)
+    expect, _ = periodic.features([clean_lc, intravisit_clip(clean_lc), visit_medians(clean_lc)])
+    np.testing.assert_allclose(f, expect.reshape(-1))
+    assert not np.allclose(f[:n], f[n : 2 * n], equal_nan=True)  # the views differ
+    counts, n_points, feats = _inputs(model, [lc, visit_synthetic(0.4, "B", 98)])
+    x = model.design(counts, n_points, feats)
+    manual = np.mean(
+        [np.mean([b.predict(x[:, v * n : (v + 1) * n]) for b in model.boosters[2 * v : 2 * v + 2]],
+                 axis=0) for v in range(3)],
+        axis=0,
+    )  # fmt: skip
+    np.testing.assert_allclose(model.booster_probs(x), manual / manual.sum(1, keepdims=True))
+    loaded = HybridClassifier.load(out)
+    assert loaded.views == model.views
+    np.testing.assert_array_equal(loaded.classify(counts, n_points, feats),
+                                  model.classify(counts, n_points, feats))  # fmt: skip
+    # a view left with too few points gets NaN features, the others are still computed
+    few = model.features(lc.t[:24], lc.m[:24], lc.err[:24])  # 24 points, 6 visits
+    assert np.isfinite(few[:n]).any()
+    assert np.isnan(few[2 * n :]).all()
+
+
+def test_views_are_checked() -> None:
+    booster = object()
+    from dmdt.hybrid import default_grid
+
+    with pytest.raises(ValueError, match="views"):
+        HybridClassifier("x", ["A"], default_grid(), [booster], views=["nope"])
+    with pytest.raises(ValueError, match="boosters for 2 views"):
+        HybridClassifier("x", ["A"], default_grid(), [booster] * 3, views=["curve", "intravisit"])
+    with pytest.raises(ValueError, match="no image"):
+        HybridClassifier("x", ["A"], default_grid(), [booster] * 2, image_mode="flat",
+                         views=["curve", "intravisit"])  # fmt: skip

@@ -21,6 +21,7 @@ import numpy as np
 from dmdt import periodic
 from dmdt.hybrid import HybridClassifier, default_grid
 from dmdt.lightcurves import LightCurve
+from dmdt.views import VIEWS
 from trainer import data
 from trainer.beyond import HELD_OUT, fold_ids
 from trainer.evaluate import classification_metrics
@@ -32,6 +33,7 @@ class HybridOptions:
 
     classes: tuple[str, ...] | None = data.PAPER_CLASSES
     image_mode: str = "none"  # "flat" measured no better (docs/beyond.md): features only
+    views: tuple[str, ...] = ("curve",)  # dmdt.views names; boosters per view, averaged
     seeds: tuple[int, ...] = (0,)
     trees: int = 400
     learning_rate: float = 0.05
@@ -45,10 +47,20 @@ class HybridOptions:
     calibrate: bool = True  # temperature fitted on out-of-fold probabilities of the 5 folds
 
 
-def features_of(lcs: Sequence[LightCurve], cache: Path | None) -> tuple[np.ndarray, float]:
-    """Periodic features of ``lcs`` (cached under ``cache`` by version and data hash) and their
-    cost in ms per curve as measured when computed."""
-    name = f"periodic_v{periodic.FEATURES_VERSION}"
+# cache names of each view's features (the harness, scripts/beyond_paper.py, uses the same)
+CACHE_NAMES = {
+    "curve": f"periodic_v{periodic.FEATURES_VERSION}",
+    "intravisit": f"periodic_v{periodic.FEATURES_VERSION}_intravisit",
+    "visit_medians": f"periodic_v{periodic.FEATURES_VERSION}_visitmed",
+}
+
+
+def features_of(
+    lcs: Sequence[LightCurve], cache: Path | None, view: str = "curve"
+) -> tuple[np.ndarray, float]:
+    """Periodic features of ``view`` (dmdt.views) of ``lcs`` (cached under ``cache`` by view,
+    version and data hash) and their cost in ms per curve as measured when computed."""
+    name = CACHE_NAMES[view]
     path = None
     if cache is not None:
         digest = hashlib.sha256(f"{name}\0{data.data_hash(lcs)}".encode()).hexdigest()[:16]
@@ -57,12 +69,23 @@ def features_of(lcs: Sequence[LightCurve], cache: Path | None) -> tuple[np.ndarr
             z = np.load(path)
             return z["x"], float(z["ms_per_curve"])
     t0 = time.perf_counter()
-    x, _ = periodic.features(lcs)
+    x, _ = periodic.features([VIEWS[view](lc) for lc in lcs])
     ms = (time.perf_counter() - t0) * 1e3 / max(len(lcs), 1)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, x=x, ms_per_curve=ms, ids=[lc.source_id for lc in lcs])
     return x, ms
+
+
+def train_views(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions) -> list[Any]:
+    """:func:`train_boosters` on each view's block of columns of ``x``, view by view (with one
+    view, on all of ``x``: features and any image columns)."""
+    width = x.shape[1] // len(opts.views)
+    return [
+        booster
+        for v in range(len(opts.views))
+        for booster in train_boosters(x[:, v * width : (v + 1) * width], y, n_classes, opts)
+    ]
 
 
 def train_boosters(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions) -> list[Any]:
@@ -103,7 +126,9 @@ def fit_hybrid(
     """Train on every curve of ``source`` outside the held-out part, score the held-out part,
     save the model to ``out``; returns the model and the held-out metrics."""
     every = data.load(source, None, opts.min_points)
-    x_all, ms = features_of(every, cache)
+    blocks = [features_of(every, cache, view) for view in opts.views]
+    x_all = np.concatenate([x for x, _ in blocks], axis=1)
+    ms = sum(ms for _, ms in blocks)
     classes = data.class_names(every, opts.classes)
     keep = np.array([lc.label in classes for lc in every])
     lcs = [lc for lc, k in zip(every, keep, strict=True) if k]
@@ -116,15 +141,16 @@ def fit_hybrid(
 
     def model_for(boosters: list[Any]) -> HybridClassifier:
         return HybridClassifier(name=name, classes=list(classes), grid=grid, boosters=boosters,
-                                min_points=opts.min_points, image_mode=opts.image_mode)  # fmt: skip
+                                min_points=opts.min_points, image_mode=opts.image_mode,
+                                views=list(opts.views))  # fmt: skip
 
-    probe = model_for([None])  # the design matrix only needs the grid and the mode
+    probe = model_for([None] * len(opts.views))  # the design only needs the grid and the mode
     x = probe.design(counts, n_points, x_feat)
     t0 = time.perf_counter()
-    model = model_for(train_boosters(x[train], y[train], len(classes), opts))
+    model = model_for(train_views(x[train], y[train], len(classes), opts))
     calibration: dict[str, Any] = {}
     if opts.calibrate:
-        model.temperature, calibration = _temperature(x, y, folds, len(classes), opts)
+        model.temperature, calibration = _temperature(x, y, folds, len(classes), opts, model_for)
     metrics: dict[str, Any] = {}
     if test.size:
         probs = model.classify(counts[test], n_points[test], x_feat[test])
@@ -153,7 +179,12 @@ def fit_hybrid(
 
 
 def _temperature(
-    x: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, opts: HybridOptions
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    n_classes: int,
+    opts: HybridOptions,
+    model_for: Any,
 ) -> tuple[float, dict[str, Any]]:
     """The temperature that minimises the log loss of out-of-fold probabilities: boosters
     trained on four of the five folds score the fifth (the held-out part is never used)."""
@@ -163,9 +194,7 @@ def _temperature(
     parts = sorted(set(folds.tolist()) - {HELD_OUT})
     for f in parts:
         fit, score = np.flatnonzero((folds != HELD_OUT) & (folds != f)), np.flatnonzero(folds == f)
-        boosters = train_boosters(x[fit], y[fit], n_classes, opts)
-        p = np.mean([b.predict(x[score]) for b in boosters], axis=0).reshape(score.size, -1)
-        oof[score] = p / p.sum(axis=1, keepdims=True)
+        oof[score] = model_for(train_views(x[fit], y[fit], n_classes, opts)).booster_probs(x[score])
     inside = folds != HELD_OUT
     temperature = fit_temperature(as_logits(oof[inside]), y[inside])
     from dmdt.hybrid import calibrated
