@@ -255,3 +255,27 @@ def test_views_are_checked() -> None:
     with pytest.raises(ValueError, match="no image"):
         HybridClassifier("x", ["A"], default_grid(), [booster] * 2, image_mode="flat",
                          views=["curve", "intravisit"])  # fmt: skip
+
+
+VIEWS_MODEL = REPO / "models/hybrid-views-7"
+
+
+@pytest.mark.skipif(not VIEWS_MODEL.exists(), reason="models/hybrid-views-7 not built")
+def test_shipped_views_model_loads_and_agrees_with_its_record() -> None:
+    model = HybridClassifier.load(VIEWS_MODEL)
+    single = HybridClassifier.load(SHIPPED)
+    assert model.views == ["curve", "intravisit", "visit_medians"]
+    assert model.classes == single.classes
+    assert model.metrics["accuracy"] > single.metrics["accuracy"]  # why it ships
+    assert 1 < model.temperature < 2
+    lcs = [clean(read_crts_csv(p))[0] for p in sorted((REPO / "tests/data/crts").glob("*.csv"))]
+    lcs = [lc for lc in lcs if lc is not None][:2]
+    counts, n_points, feats = _inputs(model, lcs)
+    n = len(periodic.FEATURE_NAMES)
+    # its curve view computes what hybrid-7 computes; its first booster is hybrid-7's
+    np.testing.assert_array_equal(feats[:, :n], _inputs(single, lcs)[2])
+    x = model.design(counts, n_points, feats)
+    np.testing.assert_allclose(model.boosters[0].predict(x[:, :n]),
+                               single.boosters[0].predict(x[:, :n]))  # fmt: skip
+    np.testing.assert_allclose(model.classify(counts, n_points, feats).sum(axis=1), 1.0)
+    assert sum(f.stat().st_size for f in VIEWS_MODEL.iterdir()) < 9_000_000
