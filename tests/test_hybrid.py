@@ -279,3 +279,51 @@ def test_shipped_views_model_loads_and_agrees_with_its_record() -> None:
                                single.boosters[0].predict(x[:, :n]))  # fmt: skip
     np.testing.assert_allclose(model.classify(counts, n_points, feats).sum(axis=1), 1.0)
     assert sum(f.stat().st_size for f in VIEWS_MODEL.iterdir()) < 9_000_000
+
+
+def test_fit_hybrid_other_class_trains_on_the_rest(tmp_path: Path) -> None:
+    """--other: curves of classes outside --classes train one more class, 'other'."""
+    from dmdt.datasets import export_csv
+
+    rng = np.random.default_rng(5)
+    lcs = [synthetic(float(rng.uniform(0.3, 0.7)), label, seed)
+           for seed, label in enumerate(["A", "B"] * 10)]  # fmt: skip
+    for seed in range(100, 110):  # a third type: long-period sinusoids, never named
+        lc = synthetic(float(rng.uniform(40.0, 80.0)), "A", seed)
+        lcs.append(LightCurve(f"c{seed}", lc.t, lc.m, lc.err, label="C"))
+    folder = tmp_path / "curves"
+    export_csv(lcs, folder)
+    opts = HybridOptions(classes=("A", "B"), other=True, trees=20, min_points=20)
+    model, metrics = fit_hybrid(str(folder), tmp_path / "m", opts, name="with-other")
+    assert model.classes == ["A", "B", "other"]
+    opened = metrics["open_set"]
+    assert opened["n_other"] == 2  # 20% of the 10 C curves, held out with the known ones
+    assert opened["other_flagged_by_type"] == {"C": [round(opened["other_flagged"] * 2), 2]}
+    assert opened["other_flagged"] == 1.0  # long periods: easy to tell apart
+    assert opened["known_called_other"] == 0.0
+    with pytest.raises(ValueError, match="list of classes"):
+        fit_hybrid(str(folder), tmp_path / "m2", HybridOptions(classes=None, other=True))
+    with pytest.raises(ValueError, match="no light curves outside"):
+        fit_hybrid(str(folder), tmp_path / "m3",
+                   HybridOptions(classes=("A", "B", "C"), other=True))  # fmt: skip
+
+
+OTHER_MODEL = REPO / "models/hybrid-7-other"
+
+
+@pytest.mark.skipif(not OTHER_MODEL.exists(), reason="models/hybrid-7-other not built")
+def test_shipped_other_model_names_eight_classes_and_its_trade() -> None:
+    model = HybridClassifier.load(OTHER_MODEL)
+    assert model.classes == [*data.PAPER_CLASSES, "other"]
+    opened = model.metrics["open_set"]
+    assert opened["other_flagged"] > 0.5  # the held-out curves of the nine other types
+    assert opened["known_called_other"] < 0.05
+    single = HybridClassifier.load(SHIPPED)
+    held = set(model.training["held_out_ids"])
+    assert set(single.training["held_out_ids"]) <= held  # the same known curves held out
+    lcs = [clean(read_crts_csv(p))[0] for p in sorted((REPO / "tests/data/crts").glob("*.csv"))]
+    lcs = [lc for lc in lcs if lc is not None][:2]
+    probs = model.classify(*_inputs(model, lcs))
+    assert probs.shape == (2, 8)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert sum(f.stat().st_size for f in OTHER_MODEL.iterdir()) < 5_000_000

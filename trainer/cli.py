@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--trees", type=int, default=400, help="boosting rounds (default: 400)")
     p.add_argument(
+        "--other", action="store_true",
+        help="train one more class, 'other', on the curves of every class outside --classes "
+        "(docs/calibration.md: an explicit answer for variable types the model does not name)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-calibrate", dest="calibrate", action="store_false",
         help="skip the temperature scaling fitted on out-of-fold probabilities (by default five "
         "more boosters are trained, one per fold, to fit it; docs/calibration.md)",
@@ -293,7 +298,7 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
         print("--image flat takes one view only", file=sys.stderr)
         return 2
     opts = HybridOptions(classes=classes, image_mode=args.image, seeds=seeds, trees=args.trees,
-                         views=views, min_points=args.min_points,
+                         views=views, other=args.other, min_points=args.min_points,
                          calibrate=args.calibrate)  # fmt: skip
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
@@ -303,6 +308,11 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
         rrd = metrics["per_class_recall"].get("RRd")
         extra = "" if rrd is None else f" RRd_recall={rrd:.4f}"
         print(f"held-out: {_summary(metrics)}{extra}")
+        opened = metrics.get("open_set")
+        if opened:
+            print(f"open set: known accuracy {opened['known_accuracy']:.4f}, known called other "
+                  f"{opened['known_called_other']:.4f}, other types called other "
+                  f"{opened['other_flagged']:.4f} of {opened['n_other']}")  # fmt: skip
         cal = metrics.get("calibration")
         if cal:
             print(f"temperature {cal['temperature']} (out of fold): held-out ECE "

@@ -26,6 +26,8 @@ from trainer import data
 from trainer.beyond import HELD_OUT, fold_ids
 from trainer.evaluate import classification_metrics
 
+OTHER = "other"  # the class of every curve outside ``classes`` when ``other`` is set
+
 
 @dataclass(frozen=True)
 class HybridOptions:
@@ -34,6 +36,7 @@ class HybridOptions:
     classes: tuple[str, ...] | None = data.PAPER_CLASSES
     image_mode: str = "none"  # "flat" measured no better (docs/beyond.md): features only
     views: tuple[str, ...] = ("curve",)  # dmdt.views names; boosters per view, averaged
+    other: bool = False  # curves of every other class train one more class, OTHER
     seeds: tuple[int, ...] = (0,)
     trees: int = 400
     learning_rate: float = 0.05
@@ -130,10 +133,18 @@ def fit_hybrid(
     x_all = np.concatenate([x for x, _ in blocks], axis=1)
     ms = sum(ms for _, ms in blocks)
     classes = data.class_names(every, opts.classes)
-    keep = np.array([lc.label in classes for lc in every])
+    if opts.other:
+        if opts.classes is None or OTHER in classes:
+            raise ValueError(f"'{OTHER}' needs a list of classes without it: the rest become it")
+        rest = sorted({str(lc.label) for lc in every} - set(classes))
+        if not rest:
+            raise ValueError(f"no light curves outside {list(classes)} to train '{OTHER}' on")
+        classes = (*classes, OTHER)  # last: the known classes' held-out part stays the same
+    keep = np.array([opts.other or lc.label in classes for lc in every])
     lcs = [lc for lc, k in zip(every, keep, strict=True) if k]
     x_feat = x_all[keep]
-    y = np.array([classes.index(str(lc.label)) for lc in lcs], dtype=np.int64)
+    y = np.array([classes.index(str(lc.label)) if lc.label in classes else len(classes) - 1
+                  for lc in lcs], dtype=np.int64)  # fmt: skip
     counts, n_points = _counts(lcs)
     folds = fold_ids(y, held_out_frac=opts.test_frac)
     train, test = np.flatnonzero(folds != HELD_OUT), np.flatnonzero(folds == HELD_OUT)
@@ -156,6 +167,8 @@ def fit_hybrid(
         probs = model.classify(counts[test], n_points[test], x_feat[test])
         metrics = classification_metrics(y[test], probs.argmax(axis=1), classes)
         metrics["evaluated_on"] = "held-out part (20% per class, stratified, seed 0)"
+        if opts.other:
+            metrics["open_set"] = _open_set(y[test], probs.argmax(axis=1), classes, lcs, test)
         if opts.calibrate:
             from trainer.calibration import ece
 
@@ -176,6 +189,28 @@ def fit_hybrid(
     model.metrics = {k: v for k, v in metrics.items() if k != "classes"}
     model.save(out)
     return model, metrics
+
+
+def _open_set(
+    y: np.ndarray, pred: np.ndarray, classes: Sequence[str], lcs: Sequence[LightCurve],
+    test: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """What a model with an OTHER class does on the held-out part: accuracy on the known classes
+    (``other`` counts as wrong), how many known curves it calls other, how many curves of the
+    other types it calls other (per type)."""
+    other = len(classes) - 1
+    known = y != other
+    types = np.array([str(lcs[i].label) for i in test])
+    return {
+        "known_accuracy": round(float(np.mean(pred[known] == y[known])), 4),
+        "known_called_other": round(float(np.mean(pred[known] == other)), 4),
+        "other_flagged": round(float(np.mean(pred[~known] == other)), 4),
+        "n_other": int((~known).sum()),
+        "other_flagged_by_type": {
+            t: [int(np.sum(pred[types == t] == other)), int(np.sum(types == t))]
+            for t in sorted(set(types[~known].tolist()))
+        },
+    }
 
 
 def _temperature(
