@@ -147,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         "fit-hybrid",
         help="train the hybrid classifier (periodic features + dmdt) and write a model directory",
         description="Train LightGBM on the periodic features (dmdt/periodic.py) and the dmdt "
-        "image on every curve outside issue 7's held-out part (20%% per class, stratified, "
-        "seed 0), print the held-out metrics, write a hybrid model directory (dmdt/hybrid.py).",
+        "image on every curve outside issue 7's held-out part (20% per class, stratified, "
+        "seed 0), print the held-out metrics, write a hybrid model directory (dmdt/hybrid.py). "
+        "Classes: the paper's seven unless --classes says otherwise.",
     )
     _add_data_args(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
