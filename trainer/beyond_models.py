@@ -149,6 +149,8 @@ def mlp(x: np.ndarray, n_classes: int, budget: Budget, seeds: int = 3) -> FitPre
     import torch
     from sklearn.preprocessing import QuantileTransformer
 
+    from trainer.fit import torch_threads
+
     epochs = 60 if budget.name == "full" else 2
 
     def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -157,15 +159,9 @@ def mlp(x: np.ndarray, n_classes: int, budget: Budget, seeds: int = 3) -> FitPre
         a = torch.tensor(np.nan_to_num(qt.fit_transform(clean[train])), dtype=torch.float32)
         b = torch.tensor(np.nan_to_num(qt.transform(clean[test])), dtype=torch.float32)
         ya = torch.tensor(y)
-        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-        weight = torch.tensor(
-            np.where(counts > 0, y.size / (n_classes * np.maximum(counts, 1)), 0.0),
-            dtype=torch.float32,
-        )
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        weight = _balanced_weights(y, n_classes)
         probs = []
-        try:
+        with torch_threads(1):
             for seed in range(seeds):
                 torch.manual_seed(seed)
                 net = torch.nn.Sequential(
@@ -191,11 +187,21 @@ def mlp(x: np.ndarray, n_classes: int, budget: Budget, seeds: int = 3) -> FitPre
                 net.eval()
                 with torch.no_grad():
                     probs.append(torch.softmax(net(b), dim=1).numpy().astype(np.float64))
-        finally:
-            torch.set_num_threads(threads)
         return np.mean(probs, axis=0)
 
     return fit_predict
+
+
+def _balanced_weights(labels: np.ndarray, n_classes: int) -> Any:
+    """Balanced cross-entropy class weights, n / (n_classes * count), as a float32 tensor; 0 for
+    a class absent from ``labels``."""
+    import torch
+
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return torch.tensor(
+        np.where(counts > 0, labels.size / (n_classes * np.maximum(counts, 1)), 0.0),
+        dtype=torch.float32,
+    )
 
 
 def blend(parts: list[tuple[FitPredict, float]]) -> FitPredict:
@@ -247,6 +253,8 @@ def two_branch(
     import torch
     from sklearn.preprocessing import QuantileTransformer
     from torch import nn
+
+    from trainer.fit import torch_threads
 
     shape = get_grid("mahabal2017").shape
     full = budget.name == "full"
@@ -308,15 +316,9 @@ def two_branch(
         fit_part, val_part = data.stratified_split(y, 0.1, 1)
         tr, va = torch.tensor(fit_part), torch.tensor(val_part)
         ya = torch.tensor(y)
-        counts = np.bincount(y[fit_part], minlength=n_classes).astype(np.float64)
-        weight = torch.tensor(
-            np.where(counts > 0, fit_part.size / (n_classes * np.maximum(counts, 1)), 0.0),
-            dtype=torch.float32,
-        )
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        weight = _balanced_weights(y[fit_part], n_classes)
         probs = []
-        try:
+        with torch_threads(1):
             for seed in range(seeds):
                 torch.manual_seed(seed)
                 net = Net(fa.shape[1] - len(fold_cols))
@@ -354,8 +356,6 @@ def two_branch(
                 net.eval()
                 with torch.no_grad():
                     probs.append(torch.softmax(net(ib, fb), dim=1).numpy().astype(np.float64))
-        finally:
-            torch.set_num_threads(threads)
         return np.mean(probs, axis=0)
 
     return fit_predict

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,22 @@ class FitOptions:
     min_points: int = 20
     dropout: tuple[float, ...] | None = None  # None: the arch's default (dmdt.nets)
     threads: int = 1  # torch CPU threads: the nets are tiny, more threads mostly add contention
+
+
+@contextmanager
+def torch_threads(n: int, flush_denormal: bool = False) -> Iterator[None]:
+    """Run the block on ``n`` torch threads and, with ``flush_denormal``, with denormal floats
+    flushed to zero (Adam's second moments and L2-decayed weights drift into denormals, which run
+    many times slower on CPUs); both restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    flush = flush_denormal and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if flush:
+            torch.set_flush_denormal(False)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -167,20 +184,10 @@ def fit(
         len(test),
     )
     t_train = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(opts.threads)
-    # Adam's second moments and L2-decayed weights drift into denormal floats, which run
-    # many times slower on CPUs; flushing them to zero keeps late epochs as fast as early ones.
-    flush = torch.set_flush_denormal(True)
-    try:
-        with deterministic():
-            net, history = train_net(
-                net, x[train_idx], y[train_idx], x[val_idx], y[val_idx], opts, device, progress
-            )
-    finally:
-        torch.set_num_threads(threads)
-        if flush:
-            torch.set_flush_denormal(False)
+    with torch_threads(opts.threads, flush_denormal=True), deterministic():
+        net, history = train_net(
+            net, x[train_idx], y[train_idx], x[val_idx], y[val_idx], opts, device, progress
+        )
     train_s = time.perf_counter() - t_train
     net = net.cpu()
 

@@ -23,16 +23,6 @@ from trainer import beyond, data
 
 EROS_CLASSES = ("EB", "Cepheid", "RRLyrae", "Mira")
 BANDS = ("B", "R")
-# CRTS paper class -> EROS-1 class; RS_CVn has no EROS-1 counterpart, Cepheid no CRTS one
-CRTS_TO_EROS = {
-    "EW": "EB",
-    "EA": "EB",
-    "RRab": "RRLyrae",
-    "RRc": "RRLyrae",
-    "RRd": "RRLyrae",
-    "LPV": "Mira",
-    "RS_CVn": "RS_CVn",
-}
 # features that describe the survey (depth, baseline, cadence) more than the star: left out of
 # the cross-survey transfer variant
 SURVEY_FEATURES = (
@@ -194,7 +184,7 @@ def fit_gbm(x: np.ndarray, y: np.ndarray, n_classes: int, trees: int, balanced: 
 
 def map_predictions(crts_classes: Sequence[str], pred: np.ndarray) -> np.ndarray:
     """CRTS class indices -> EROS-side group names (EB, RRLyrae, Mira or RS_CVn)."""
-    return np.array([CRTS_TO_EROS[crts_classes[k]] for k in pred])
+    return np.array([data.CRTS_TO_EROS[crts_classes[k]] for k in pred])
 
 
 def survey_invariant_columns() -> np.ndarray:
@@ -263,7 +253,7 @@ def train_band_cnn(
     import torch
 
     from dmdt.classify import deterministic
-    from trainer.fit import FitOptions, seed_everything, train_net
+    from trainer.fit import FitOptions, seed_everything, torch_threads, train_net
 
     fit_part, val_part = data.stratified_split(labels[train_idx], 0.1, seed + 1)
     tr, va = train_idx[fit_part], train_idx[val_part]
@@ -272,10 +262,8 @@ def train_band_cnn(
     opts = FitOptions(epochs=epochs, patience=patience, seed=seed, device="cpu")
     seed_everything(seed)
     net = make_band_net(images.shape[1], n_classes, images.shape[2:])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    try:
+    with torch_threads(1):
         with deterministic():
             net, history = train_net(
                 net, x[tr], y[tr], x[va], y[va], opts, torch.device("cpu"), progress=False
@@ -283,8 +271,6 @@ def train_band_cnn(
         net.eval()
         with torch.no_grad():
             probs = torch.softmax(net(x[test_idx]), dim=1).numpy()
-    finally:
-        torch.set_num_threads(threads)
     run = {
         "epochs_run": len(history),
         "train_seconds": round(time.perf_counter() - t0, 1),

@@ -19,7 +19,7 @@ from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net
 from trainer import data
 from trainer.evaluate import classification_metrics
-from trainer.fit import FitOptions, seed_everything, train_net
+from trainer.fit import FitOptions, seed_everything, torch_threads, train_net
 
 
 @dataclass(frozen=True)
@@ -214,19 +214,11 @@ def train_cnn(
     net = build_net(NetConfig(arch=arch, input_shape=images.shape[1:], n_classes=n_classes))
     if init_features is not None:
         net.get_submodule("features").load_state_dict(init_features)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    flush = torch.set_flush_denormal(True)
     t0 = time.perf_counter()
-    try:
-        with deterministic():
-            net, history = train_net(
-                net, x[tr], y[tr], x[va], y[va], opts, torch.device("cpu"), progress=False
-            )
-    finally:
-        torch.set_num_threads(threads)
-        if flush:
-            torch.set_flush_denormal(False)
+    with torch_threads(1, flush_denormal=True), deterministic():
+        net, history = train_net(
+            net, x[tr], y[tr], x[va], y[va], opts, torch.device("cpu"), progress=False
+        )
     best = min(history, key=lambda r: r.get("val_loss", r["train_loss"])) if history else {}
     run = {
         "arch": arch,
