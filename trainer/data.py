@@ -19,6 +19,17 @@ from dmdt.lightcurves import LightCurve
 # The paper's seven classes (Mahabal et al. 2017: EW=1, EA=2, RRab=4, RRc=5, RRd=6, RS_CVn=8,
 # LPV=13), in the order of its class numbers.
 PAPER_CLASSES = ("EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV")
+# a paper class -> its EROS-1 class (transfer, multi-band); RS_CVn has no EROS-1 counterpart and
+# keeps its name, EROS-1's Cepheid has no CRTS one
+CRTS_TO_EROS = {
+    "EW": "EB",
+    "EA": "EB",
+    "RRab": "RRLyrae",
+    "RRc": "RRLyrae",
+    "RRd": "RRLyrae",
+    "LPV": "Mira",
+    "RS_CVn": "RS_CVn",
+}
 
 
 def parse_classes(text: str | None) -> tuple[str, ...] | None:

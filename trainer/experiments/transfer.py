@@ -23,16 +23,6 @@ from trainer.experiments.common import (
 )
 
 EROS_CLASSES = ("EB", "RRLyrae", "Mira", "Cepheid")
-# CRTS class -> EROS-1 class; RS_CVn has no EROS-1 counterpart, Cepheid no CRTS one.
-CRTS_TO_EROS = {
-    "EW": "EB",
-    "EA": "EB",
-    "RRab": "RRLyrae",
-    "RRc": "RRLyrae",
-    "RRd": "RRLyrae",
-    "LPV": "Mira",
-    "RS_CVn": "RS_CVn",
-}
 PREDICTED = ("EB", "RRLyrae", "Mira", "RS_CVn")
 
 
@@ -55,7 +45,8 @@ def transfer(ctx: Context, store: Store, model: str = "default") -> dict[str, An
     def direct(band: str, imgs: np.ndarray) -> dict[str, Any]:
         idx = np.flatnonzero([lc.band == band for lc in lcs])
         probs = predict_logits(crts.net, to_batch(imgs[idx]))
-        pred = np.array([PREDICTED.index(CRTS_TO_EROS[crts.classes[k]]) for k in probs.argmax(1)])
+        eros = [data.CRTS_TO_EROS[crts.classes[k]] for k in probs.argmax(1)]
+        pred = np.array([PREDICTED.index(c) for c in eros])
         true = labels[idx]
         known = true < 3  # EB, RRLyrae, Mira: classes both surveys have
         result = classification_metrics(true[known], pred[known], PREDICTED)
@@ -112,7 +103,7 @@ def transfer(ctx: Context, store: Store, model: str = "default") -> dict[str, An
             "classes": list(crts.classes),
         },
         "settings": {
-            "mapping": CRTS_TO_EROS,
+            "mapping": data.CRTS_TO_EROS,
             "tune_fraction": b.transfer_frac,
             "epochs": b.transfer_epochs,
             "patience": b.transfer_patience,
