@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmdt import periodic  # noqa: E402
-from dmdt import views as dmdt_views  # noqa: E402
 from dmdt.lightcurves import LightCurve  # noqa: E402
-from trainer import beyond, beyond_models, views  # noqa: E402
+from trainer import beyond, beyond_models, hybrid_fit, views  # noqa: E402
 from trainer import features as paper_features  # noqa: E402
 
 
@@ -109,8 +108,8 @@ FEATURES: dict[str, Callable[[Sequence[LightCurve]], np.ndarray]] = {
     "periodic": lambda lcs: periodic.features(lcs)[0],
     "periodic_v3": lambda lcs: periodic.features(lcs, version=3)[0],
     "periodic76": lambda lcs: periodic.features(lcs, version=3)[0][:, :N2],  # v3 = v2 there
-    "periodic_iv": lambda lcs: periodic.features([dmdt_views.intravisit_clip(lc) for lc in lcs])[0],
-    "periodic_vm": lambda lcs: periodic.features([dmdt_views.visit_medians(lc) for lc in lcs])[0],
+    "periodic_iv": lambda lcs: hybrid_fit.view_features(lcs, "intravisit"),
+    "periodic_vm": lambda lcs: hybrid_fit.view_features(lcs, "visit_medians"),
     "periodic_aug2": lambda lcs: augmented_features(lcs, copies=2),
     "paper18": lambda lcs: paper_features.features(lcs),
     "dmdt": beyond_models.cnn_images,
@@ -124,8 +123,8 @@ FEATURE_IDS = {
     "periodic76": "periodic_v2",
     "paper18": "paper18",
     "dmdt": "dmdt_mahabal2017",
-    "periodic_iv": f"periodic_v{periodic.FEATURES_VERSION}_intravisit",
-    "periodic_vm": f"periodic_v{periodic.FEATURES_VERSION}_visitmed",
+    "periodic_iv": hybrid_fit.CACHE_NAMES["intravisit"],  # shared with fit-hybrid --views
+    "periodic_vm": hybrid_fit.CACHE_NAMES["visit_medians"],
     "periodic_aug2": f"periodic_v{periodic.FEATURES_VERSION}_augmented_2_seed_1",
     "season": f"season_at_v{periodic.FEATURES_VERSION}_period",
     "double_mode": f"double_mode_at_v{periodic.FEATURES_VERSION}_period",

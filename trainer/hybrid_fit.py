@@ -9,10 +9,10 @@ keyed by the features' version and the hash of every labelled curve of the data 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from dmdt.hybrid import HybridClassifier, default_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.views import VIEWS
 from trainer import data
-from trainer.beyond import HELD_OUT, fold_ids
+from trainer.beyond import HELD_OUT, cached_matrix, fold_ids
 from trainer.evaluate import classification_metrics
 
 OTHER = "other"  # the class of every curve outside ``classes`` when ``other`` is set
@@ -59,25 +59,22 @@ CACHE_NAMES = {
 
 
 def features_of(
-    lcs: Sequence[LightCurve], cache: Path | None, view: str = "curve"
+    lcs: Sequence[LightCurve], cache: Path | None, views: Sequence[str] = ("curve",)
 ) -> tuple[np.ndarray, float]:
-    """Periodic features of ``view`` (dmdt.views) of ``lcs`` (cached under ``cache`` by view,
-    version and data hash) and their cost in ms per curve as measured when computed."""
-    name = CACHE_NAMES[view]
-    path = None
-    if cache is not None:
-        digest = hashlib.sha256(f"{name}\0{data.data_hash(lcs)}".encode()).hexdigest()[:16]
-        path = cache / f"{name}-{digest}.npz"
-        if path.exists():
-            z = np.load(path)
-            return z["x"], float(z["ms_per_curve"])
-    t0 = time.perf_counter()
-    x, _ = periodic.features([VIEWS[view](lc) for lc in lcs])
-    ms = (time.perf_counter() - t0) * 1e3 / max(len(lcs), 1)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, x=x, ms_per_curve=ms, ids=[lc.source_id for lc in lcs])
-    return x, ms
+    """Periodic features of each of ``views`` (dmdt.views) of ``lcs``, side by side (each cached
+    under ``cache`` by view, version and data hash: trainer.beyond.cached_matrix), and their cost
+    in ms per curve."""
+    data_hash = data.data_hash(lcs)
+    blocks = [
+        cached_matrix(lcs, data_hash, CACHE_NAMES[view], partial(view_features, view=view), cache)
+        for view in views
+    ]
+    return np.concatenate([x for x, _ in blocks], axis=1), sum(ms for _, ms in blocks)
+
+
+def view_features(lcs: Sequence[LightCurve], view: str) -> np.ndarray:
+    """The periodic features of ``view`` (dmdt.views) of each of ``lcs``, ``(n, F)``."""
+    return periodic.features([VIEWS[view](lc) for lc in lcs])[0]
 
 
 def train_views(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions) -> list[Any]:
@@ -129,9 +126,7 @@ def fit_hybrid(
     """Train on every curve of ``source`` outside the held-out part, score the held-out part,
     save the model to ``out``; returns the model and the held-out metrics."""
     every = data.load(source, None, opts.min_points)
-    blocks = [features_of(every, cache, view) for view in opts.views]
-    x_all = np.concatenate([x for x, _ in blocks], axis=1)
-    ms = sum(ms for _, ms in blocks)
+    x_all, ms = features_of(every, cache, opts.views)
     classes = data.class_names(every, opts.classes)
     if opts.other:
         if opts.classes is None or OTHER in classes:
