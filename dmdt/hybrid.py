@@ -120,7 +120,8 @@ class HybridClassifier:
             return np.full(len(self.feature_names), np.nan)
         out = np.full((len(self.views), len(periodic.FEATURE_NAMES)), np.nan)
         seen = [VIEWS[v](lc) for v in self.views]
-        ok = [i for i, v in enumerate(seen) if i == 0 or len(v) >= MIN_VIEW_POINTS]
+        ok = [i for i, (name, v) in enumerate(zip(self.views, seen, strict=True))
+              if name == "curve" or len(v) >= MIN_VIEW_POINTS]  # fmt: skip
         out[ok], _ = periodic.features([seen[i] for i in ok])
         return out.reshape(-1)
 

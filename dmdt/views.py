@@ -12,6 +12,7 @@ errors. A hybrid model (dmdt/hybrid.py) may average boosters trained on several 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,8 +29,8 @@ def visits(t: np.ndarray, gap: float = VISIT_GAP) -> np.ndarray:
 
 
 def _group_median(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Median of ``values`` per group id (0..k-1)."""
-    return np.array([np.median(values[group == g]) for g in range(int(group[-1]) + 1)])
+    """Median of ``values`` per group of a :func:`visits` index (contiguous runs 0, 1, ...)."""
+    return np.array([np.median(v) for v in np.split(values, np.flatnonzero(np.diff(group)) + 1)])
 
 
 def intravisit_clip(lc: LightCurve) -> LightCurve:
@@ -46,8 +47,7 @@ def intravisit_clip(lc: LightCurve) -> LightCurve:
         sigma = 1.4826 * np.median(np.abs(dev[in_visit]))
         limit = max(CLIP_SIGMA * sigma, 3.0 * float(np.median(lc.err)))
         keep &= ~(in_visit & (np.abs(dev) > limit))
-    return LightCurve(lc.source_id, lc.t[keep], lc.m[keep], lc.err[keep], lc.label, lc.band,
-                      lc.ra, lc.dec)  # fmt: skip
+    return replace(lc, t=lc.t[keep], m=lc.m[keep], err=lc.err[keep])
 
 
 def visit_medians(lc: LightCurve) -> LightCurve:
@@ -59,8 +59,7 @@ def visit_medians(lc: LightCurve) -> LightCurve:
     counts = np.bincount(g)
     t = np.bincount(g, weights=lc.t) / counts
     err = _group_median(lc.err, g) / np.sqrt(counts) * 1.25
-    return LightCurve(lc.source_id, t, _group_median(lc.m, g), err, lc.label, lc.band, lc.ra,
-                      lc.dec)  # fmt: skip
+    return replace(lc, t=t, m=_group_median(lc.m, g), err=err)
 
 
 VIEWS: dict[str, Callable[[LightCurve], LightCurve]] = {

@@ -10,6 +10,8 @@ candidate features. The curve views a served model may use (visit clipping, visi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from dmdt import periodic
@@ -31,7 +33,7 @@ def augmented(lc: LightCurve, rng: np.random.Generator, min_points: int = 40) ->
         keep[:] = True
     err = lc.err[keep]
     m = lc.m[keep] + rng.normal(0.0, 1.0, err.size) * np.maximum(err, periodic.ERR_FLOOR) * 0.5
-    return LightCurve(lc.source_id, lc.t[keep], m, err, lc.label, lc.band, lc.ra, lc.dec)
+    return replace(lc, t=lc.t[keep], m=m, err=err)
 
 
 def _design(t: np.ndarray, terms: list[tuple[float, int]]) -> np.ndarray:
