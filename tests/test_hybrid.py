@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,32 +23,47 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models/hybrid-7"
 
 
+def _magnitudes(t: np.ndarray, period: float, label: str, rng: np.random.Generator) -> np.ndarray:
+    """15 mag plus a sinusoid (label A) or a sawtooth (else) at ``period``, 0.05 mag noise."""
+    phase = np.mod(t / period, 1.0)
+    signal = 0.3 * np.sin(2 * np.pi * phase) if label == "A" else 0.6 * (phase - 0.5)
+    return 15.0 + signal + rng.normal(0.0, 0.05, t.size)
+
+
 def synthetic(period: float, label: str, seed: int) -> LightCurve:
     """A CRTS-like curve: seasons over 8 years; sinusoid or sawtooth by label."""
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(53500.0, 56500.0, 200))
     t = t[np.mod(t, 365.25) < 240.0]
-    phase = np.mod(t / period, 1.0)
-    signal = 0.3 * np.sin(2 * np.pi * phase) if label == "A" else 0.6 * (phase - 0.5)
-    m = 15.0 + signal + rng.normal(0.0, 0.05, t.size)
+    m = _magnitudes(t, period, label, rng)
     return LightCurve(f"s{seed}", t, m, np.full(t.size, 0.05), label=label)
+
+
+def _fit_on(
+    tmp_path_factory: pytest.TempPathFactory,
+    make: Callable[[float, str, int], LightCurve],
+    opts: HybridOptions,
+    name: str,
+) -> tuple[HybridClassifier, dict[str, Any], Path]:
+    """fit-hybrid on 24 curves ``make(period, label, seed)`` of classes A and B, written as a
+    folder of CSVs; the model, its held-out metrics and its directory."""
+    from dmdt.datasets import export_csv
+
+    rng = np.random.default_rng(0)
+    lcs = [make(float(rng.uniform(0.3, 0.7)), label, seed)
+           for seed, label in enumerate(["A", "B"] * 12)]  # fmt: skip
+    folder = tmp_path_factory.mktemp(f"{name}-curves")
+    export_csv(lcs, folder)
+    out = tmp_path_factory.mktemp("model") / name
+    model, metrics = fit_hybrid(str(folder), out, opts, name=name)
+    return model, metrics, out
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[HybridClassifier, Path]:
     """fit-hybrid on 24 synthetic curves of two classes (a folder of CSVs)."""
-    from dmdt.datasets import export_csv
-
-    rng = np.random.default_rng(0)
-    lcs = [
-        synthetic(float(rng.uniform(0.3, 0.7)), label, seed)
-        for seed, label in enumerate(["A", "B"] * 12)
-    ]
-    folder = tmp_path_factory.mktemp("curves")
-    export_csv(lcs, folder)
-    out = tmp_path_factory.mktemp("model") / "tiny"
     opts = HybridOptions(classes=None, trees=20, seeds=(0, 1), min_points=20)
-    model, metrics = fit_hybrid(str(folder), out, opts, name="tiny")
+    model, metrics, out = _fit_on(tmp_path_factory, synthetic, opts, "tiny")
     assert metrics["n"] == 4  # round(20% of 12) per class, held out
     assert metrics["accuracy"] >= 3 / 4  # sinusoid vs sawtooth: easy
     return model, out
@@ -180,9 +197,7 @@ def visit_synthetic(period: float, label: str, seed: int) -> LightCurve:
     rng = np.random.default_rng(seed)
     nights = np.sort(rng.choice(np.flatnonzero(np.mod(np.arange(3000), 365) < 240), 60, False))
     t = (53500.3 + nights[:, None] + np.arange(4)[None, :] * 10 / 1440).ravel()
-    phase = np.mod(t / period, 1.0)
-    signal = 0.3 * np.sin(2 * np.pi * phase) if label == "A" else 0.6 * (phase - 0.5)
-    m = 15.0 + signal + rng.normal(0.0, 0.05, t.size)
+    m = _magnitudes(t, period, label, rng)
     m[::37] += 2.0  # stray exposures, which the intravisit view drops
     return LightCurve(f"v{seed}", t, m, np.full(t.size, 0.05), label=label)
 
@@ -190,19 +205,9 @@ def visit_synthetic(period: float, label: str, seed: int) -> LightCurve:
 @pytest.fixture(scope="module")
 def views_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[HybridClassifier, Path]:
     """fit-hybrid with boosters on three views of each curve."""
-    from dmdt.datasets import export_csv
-
-    rng = np.random.default_rng(0)
-    lcs = [
-        visit_synthetic(float(rng.uniform(0.3, 0.7)), label, seed)
-        for seed, label in enumerate(["A", "B"] * 12)
-    ]
-    folder = tmp_path_factory.mktemp("visit-curves")
-    export_csv(lcs, folder)
-    out = tmp_path_factory.mktemp("model") / "views"
     views = ("curve", "intravisit", "visit_medians")
     opts = HybridOptions(classes=None, trees=20, seeds=(0, 1), views=views, min_points=20)
-    model, metrics = fit_hybrid(str(folder), out, opts, name="views")
+    model, metrics, out = _fit_on(tmp_path_factory, visit_synthetic, opts, "views")
     assert metrics["accuracy"] >= 3 / 4
     return model, out
 
