@@ -25,15 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_stream import (
-    Collector,
-    make_topics,
-    produce_all,
-    round_robin,
-    start_app,
-    stop_app,
-    wait,
-)
+from bench_stream import Collector, drain, make_topics, produce_all, round_robin
 
 from broker.models import ModelSource
 from broker.pipeline import BatchResult
@@ -92,12 +84,7 @@ def run(
     make_topics(settings, topic, partitions=1)
     produce_all(settings, topic, messages)
     hook = HybridCollector()
-    app, thread, outcome = start_app(settings, models, hook)
-    try:
-        wait(lambda: app.stats.consumed >= len(messages) or bool(outcome), 3600, "backlog")
-    finally:
-        stop_app(app, thread, outcome)
-    assert hook.first is not None
+    drain(settings, models, hook, len(messages), 3600)
     rate = (hook.alerts - hook.first_alerts) / max(hook.last - hook.first, 1e-9)
     return {
         "rate": rate,

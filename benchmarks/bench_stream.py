@@ -159,6 +159,21 @@ def stop_app(app: App, thread: Any, outcome: list[Any]) -> None:
         raise outcome[0]
 
 
+def drain(
+    settings: BrokerSettings, models: ModelSource, hook: Collector, n_messages: int,
+    timeout_s: float,
+) -> App:  # fmt: skip
+    """Run an App until it has consumed ``n_messages`` queued alerts (or failed), then stop it;
+    the stopped App (for its stats)."""
+    app, thread, outcome = start_app(settings, models, hook)
+    try:
+        wait(lambda: app.stats.consumed >= n_messages or bool(outcome), timeout_s, "backlog")
+    finally:
+        stop_app(app, thread, outcome)
+    assert hook.first is not None
+    return app
+
+
 def wait(condition: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -195,12 +210,7 @@ def run_backlog(
     make_topics(settings, topic, partitions)
     produce_rate = produce_all(settings, topic, messages)
     hook = Collector()
-    app, thread, outcome = start_app(settings, models, hook)
-    try:
-        wait(lambda: app.stats.consumed >= len(messages) or bool(outcome), 1800, "backlog")
-    finally:
-        stop_app(app, thread, outcome)
-    assert hook.first is not None
+    app = drain(settings, models, hook, len(messages), 1800)
     # the first batch's time is spent before `first`: count only the alerts after it
     rate = (hook.alerts - hook.first_alerts) / (hook.last - hook.first)
     per_alert = {k: 1e6 * v / hook.alerts for k, v in hook.stages.items()}
