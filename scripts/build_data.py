@@ -1,9 +1,11 @@
-"""Build the repository's compact data (data/) from the shared raw data (../shared/data).
+"""Build the repository's compact data (data/) from the upstream raw files.
 
-Kept for provenance: this is the only code that reads ../shared, and nothing runs it at test
-time. Every step checks its own output (round trips are exact, or the script stops). Run:
+Kept for provenance: nothing runs it at run or test time, and a clone needs no raw files (data/
+holds everything). RAW is a folder holding the upstream files named in each
+data/*/PROVENANCE.md, laid out as crts/, eros1/, ztf/ and rubin/. Every step checks its own
+output (round trips are exact, or the script stops). Run:
 
-    python scripts/build_data.py [--shared ../shared/data] [--out data]
+    python scripts/build_data.py --raw RAW [--out data] [--only crts]
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ def sha256(data: bytes) -> str:
 # ------------------------------------------------------------------------------------- CRTS
 
 
-def build_crts(shared: Path, out: Path) -> None:
+def build_crts(source: Path, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(shared / CRTS_TAR) as tar:
+        with tarfile.open(source / CRTS_TAR) as tar:
             members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".csv")]
             for m in members:
                 (Path(tmp) / Path(m.name).name).write_bytes(tar.extractfile(m).read())
@@ -118,8 +120,8 @@ def _centi(values: list[str]) -> np.ndarray:
     return out
 
 
-def build_eros1(shared: Path, out: Path) -> None:
-    src = shared / "eros1"
+def build_eros1(source: Path, out: Path) -> None:
+    src = source / "eros1"
     static: dict[str, dict[str, str]] = {}
     split: dict[str, str] = {}
     series: dict[str, dict[str, list[str]]] = {}
@@ -251,8 +253,8 @@ def strip_cutouts(raw: bytes) -> bytes:
     return out
 
 
-def build_ztf(shared: Path, out: Path) -> None:
-    src, dst = shared / "ztf", out / "ztf"
+def build_ztf(source: Path, out: Path) -> None:
+    src, dst = source / "ztf", out / "ztf"
     for folder in ("schema_v4.02", "ztf-avro-alert_samples", "fink_client_samples"):
         shutil.copytree(src / folder, dst / folder, dirs_exist_ok=True)
         for f in (dst / folder).iterdir():
@@ -276,19 +278,19 @@ def build_ztf(shared: Path, out: Path) -> None:
     print(f"ZTF: {len(alerts)} ztfss18 alerts, {len(keep)} with cutouts, {size} bytes stored")
     rubin = out / "rubin" / "part-2-918301.avro"
     rubin.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shared / "rubin" / "part-2-918301.avro", rubin)
+    shutil.copyfile(source / "rubin" / "part-2-918301.avro", rubin)
     print(f"Rubin: {rubin.stat().st_size} bytes")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--raw", type=Path, required=True, help="folder of the upstream files")
     parser.add_argument("--out", type=Path, default=REPO / "data")
     parser.add_argument("--only", choices=("crts", "eros1", "ztf"), action="append")
     args = parser.parse_args()
     steps = {"crts": build_crts, "eros1": build_eros1, "ztf": build_ztf}
     for name in args.only or steps:
-        steps[name](args.shared, args.out)
+        steps[name](args.raw, args.out)
 
 
 if __name__ == "__main__":
