@@ -85,7 +85,7 @@ def run(
     produce_all(settings, topic, messages)
     hook = HybridCollector()
     drain(settings, models, hook, len(messages), 3600)
-    rate = (hook.alerts - hook.first_alerts) / max(hook.last - hook.first, 1e-9)
+    rate = hook.rate()
     return {
         "rate": rate,
         "classified": hook.outputs,

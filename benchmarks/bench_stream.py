@@ -105,6 +105,14 @@ class Collector:
             self.alerts += r.alerts
             self.images += r.sources_classified
 
+    def rate(self) -> float:
+        """Alerts/s from the first batch's end to the last's (the first batch's own time falls
+        before ``first``, so its alerts are not counted); NaN when everything came in one batch."""
+        with self.lock:
+            if self.first is None or self.last <= self.first:
+                return float("nan")
+            return (self.alerts - self.first_alerts) / (self.last - self.first)
+
     def latencies(self, after: float) -> np.ndarray:
         with self.lock:
             kept = [ms for t, ms in self.latency if t >= after]
@@ -211,8 +219,13 @@ def run_backlog(
     produce_rate = produce_all(settings, topic, messages)
     hook = Collector()
     app = drain(settings, models, hook, len(messages), 1800)
-    # the first batch's time is spent before `first`: count only the alerts after it
-    rate = (hook.alerts - hook.first_alerts) / (hook.last - hook.first)
+    rate = hook.rate()
+    if np.isnan(rate):
+        print(
+            f"warning: all {len(messages)} alerts came in one batch, so no rate: queue more"
+            " sources or lower --batch-size",
+            flush=True,
+        )
     per_alert = {k: 1e6 * v / hook.alerts for k, v in hook.stages.items()}
     return {
         "alerts": len(messages),
