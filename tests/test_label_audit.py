@@ -96,3 +96,27 @@ def test_cli_rejects_bad_views_and_too_few_curves(
     export_csv([_curve(i, "A", "A") for i in range(8)] + [_curve(9, "B", "B")], few)
     assert main(["audit-labels", str(few), "--classes", "A,B", "--out", str(tmp_path / "y")]) == 2
     assert "at least 5 curves" in capsys.readouterr().err
+
+
+def test_label_cleaned_drops_flagged_training_labels_only() -> None:
+    from trainer.beyond_models import label_cleaned
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1], 40)
+    x = truth + rng.normal(0.0, 0.1, truth.size)  # one feature that separates the classes
+    labels = truth.copy()
+    labels[[5, 50]] = 1 - labels[[5, 50]]  # two wrong labels
+    seen: list[np.ndarray] = []
+
+    def centroid(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        seen.append(train)
+        mid = (np.median(x[train][y == 0]) + np.median(x[train][y == 1])) / 2
+        p1 = np.clip(0.5 + 4 * (x[test] - mid), 0.02, 0.98)
+        return np.stack([1 - p1, p1], axis=1)
+
+    train, test = np.arange(70), np.arange(70, 80)
+    probs = label_cleaned(centroid, 2)(train, labels[train], test)
+    assert len(seen) == 5  # four inner folds, then the final fit
+    assert sorted(set(train) - set(seen[-1])) == [5, 50]
+    assert np.all(np.concatenate(seen[:4]) < 70)  # the scored part never takes part
+    np.testing.assert_array_equal(probs.argmax(axis=1), truth[test])

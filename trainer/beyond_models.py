@@ -213,6 +213,27 @@ def blend(parts: list[tuple[FitPredict, float]]) -> FitPredict:
     return fit_predict
 
 
+def label_cleaned(fp: FitPredict, n_classes: int, inner_folds: int = 4) -> FitPredict:
+    """``fp`` trained without the training labels that confident learning flags
+    (trainer.label_audit.find_issues) on out-of-fold probabilities of ``fp`` itself, computed
+    inside the training part only (``inner_folds`` stratified folds): the scored part's labels
+    never decide what is dropped."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from trainer.label_audit import find_issues
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        oof = np.zeros((train.size, n_classes))
+        split = StratifiedKFold(inner_folds, shuffle=True, random_state=0).split(train, y)
+        for fit, score in split:
+            oof[score] = fp(train[fit], y[fit], train[score])
+        flagged = np.zeros(train.size, dtype=bool)
+        flagged[find_issues(y, oof)] = True
+        return fp(train[~flagged], y[~flagged], test)
+
+    return fit_predict
+
+
 def gbm_augmented(x: np.ndarray, n_features: int, n_classes: int, budget: Budget) -> FitPredict:
     """:func:`gbm_small` trained on each training curve's features and those of its augmented
     copies (``x`` = the curve's ``n_features`` columns, then each copy's, side by side); scored
