@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,15 @@ def test_label_cleaned_drops_flagged_training_labels_only() -> None:
     assert sorted(set(train) - set(seen[-1])) == [5, 50]
     assert np.all(np.concatenate(seen[:4]) < 70)  # the scored part never takes part
     np.testing.assert_array_equal(probs.argmax(axis=1), truth[test])
+
+
+def test_cli_says_how_to_install_cleanlab_when_missing(
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, "cleanlab", None)  # import cleanlab raises ImportError
+    assert main(["audit-labels", str(folder), "--classes", "A,B", "--out", str(tmp_path)]) == 2
+    assert "pip install 'dmdt-broker[audit]'" in capsys.readouterr().err
+    assert not (tmp_path / "summary.json").exists()

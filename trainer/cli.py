@@ -357,6 +357,11 @@ def cmd_audit_labels(args: argparse.Namespace) -> int:
     from trainer.data import parse_classes
     from trainer.label_audit import audit, write_report
 
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError:
+        print("audit-labels needs cleanlab: pip install 'dmdt-broker[audit]'", file=sys.stderr)
+        return 2
     views = _views(args.views)
     if views is None:
         return 2
