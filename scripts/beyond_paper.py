@@ -446,6 +446,53 @@ REFERENCE = (
 )
 
 
+TARGETS = {"accuracy": 0.93, "macro_f1": 0.92, "RRd": 0.80}  # issue 7, seven classes
+
+SUMMARY_ROWS = (  # the rows a reader wants first, and what each stands for
+    ("gbm_periodic_7", "the issue's feature pipeline, rebuilt: light-curve's broad set,"
+     " Lomb-Scargle periods and significance, Fourier amplitudes and phases, string lengths at P,"
+     " 2P, P/2; LightGBM"),
+    ("gbm_views_7", "the most accurate model shipped (models/hybrid-views-7)"),
+    ("gbm_v4_7", "the cheaper model shipped (models/hybrid-7)"),
+    ("cnn_shallow_7", "the paper's shallow dmdt CNN (models/default)"),
+    ("rf_paper18_7", "the paper's baseline: random forest on 18 features"),
+)  # fmt: skip
+
+
+def summary_lines(docs: dict[str, dict[str, Any]]) -> list[str]:
+    """A short table of the key seven-class rows and which of issue 7's targets any row meets,
+    from the saved results."""
+    rows = [(name, role) for name, role in SUMMARY_ROWS if name in docs]
+    if not rows:
+        return []
+
+    def stat(d: dict[str, Any], key: str) -> dict[str, Any] | None:
+        s = d["summary"]
+        return s["per_class_recall"].get("RRd") if key == "RRd" else s.get(key)
+
+    lines = [
+        "## Summary (seven classes)",
+        "",
+        "| model | what it is | accuracy, folds | held-out | macro-F1, folds | held-out"
+        " | RRd recall, folds | held-out |",
+        "|---|---|---|---|---|---|---|---|",
+        "| target | issue 7 | >= 0.93 | >= 0.93 | >= 0.92 | >= 0.92 | >= 0.80 | >= 0.80 |",
+    ]
+    for name, role in rows:
+        cells = [c for key in TARGETS for c in fmt(stat(docs[name], key))]
+        lines.append(f"| `{name}` | {role} | " + " | ".join(cells) + " |")
+    met = []
+    for key, target in TARGETS.items():
+        for where, field in (("folds", "mean"), ("held-out", "held_out")):
+            best = max(((stat(d, key) or {}).get(field) or 0.0, n)
+                       for n, d in docs.items() if d.get("class_set") == "7")  # fmt: skip
+            label = {"macro_f1": "macro-F1", "RRd": "RRd recall"}.get(key, key)
+            verdict = "met" if best[0] >= target else "not met"
+            met.append(f"{label}, {where}: best {best[0]:.3f} (`{best[1]}`), {verdict}")
+    lines += ["", "Issue 7's targets over every seven-class row below: " + "; ".join(met) + ".", ""]
+    return lines
+
+
 def fmt(stat: dict[str, Any] | None) -> tuple[str, str]:
     """'mean ± std' over folds and the held-out value, as text."""
     if not stat or stat.get("mean") is None:
@@ -475,6 +522,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
         " curve on one thread, measured over the whole data set (2-core shared machine).",
         "",
     ]
+    lines += summary_lines(docs)
     lines += [REFERENCE, "", FINDINGS, "", NETS, "", CHEAPER, "", VIEWS, "", LABELS, "", COMMANDS,
               ""]  # fmt: skip
     cost_path = out / "feature_cost.json"

@@ -150,6 +150,9 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
     assert set(folds7["fold"].values()) == {-1, 0, 1, 2, 3, 4}
     text = (out / "beyond.md").read_text()
     assert all(f"`{n}`" in text for n in names)
+    summary = text.split("## Summary (seven classes)")[1].split("\n\n")[1]  # the table
+    assert all(f"| `{n}` |" in summary for n, _ in script.SUMMARY_ROWS)
+    assert "accuracy, folds: best " in text
     # a second run finds every part stored and changes nothing
     before = {p.name: p.read_bytes() for p in out.glob("*.json")}
     assert script.main([*args, "--models", names[0]]) == 0
