@@ -96,7 +96,8 @@ def test_cli_rejects_bad_views_and_too_few_curves(
     few = tmp_path / "few"
     export_csv([_curve(i, "A", "A") for i in range(8)] + [_curve(9, "B", "B")], few)
     assert main(["audit-labels", str(few), "--classes", "A,B", "--out", str(tmp_path / "y")]) == 2
-    assert "at least 5 curves" in capsys.readouterr().err
+    assert main(["audit-labels", str(few), "--classes", "all", "--out", str(tmp_path / "y")]) == 2
+    assert "at least 5 curves for 5 folds: B (1)" in capsys.readouterr().err
 
 
 def test_label_cleaned_drops_flagged_training_labels_only() -> None:

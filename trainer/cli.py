@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/label_issues.csv (most suspect first), OUT/summary.json (counts per class pair, "
         "estimated label-noise rate) and OUT/gallery.png (the first flagged curves, folded). A "
         "flag is a candidate for a person to look at, not a verdict. Classes: the paper's seven "
-        "unless --classes says otherwise.",
+        "unless --classes says otherwise ('all': every class in DATA).",
     )
     _add_data_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
@@ -365,7 +365,7 @@ def cmd_audit_labels(args: argparse.Namespace) -> int:
     views = _views(args.views)
     if views is None:
         return 2
-    classes = parse_classes(args.classes or "paper")
+    classes = None if args.classes == "all" else parse_classes(args.classes or "paper")
     cache = Path(args.cache) if args.cache else None
     result, lcs = audit(args.data, classes, views, cache, args.min_points)
     doc = write_report(result, lcs, Path(args.out), args.data, views, args.top)

@@ -113,8 +113,11 @@ def audit(
     lcs = [lc for lc, k in zip(every, keep, strict=True) if k]
     x = x_all[keep]
     y = np.array([names.index(str(lc.label)) for lc in lcs], dtype=np.int64)
-    if np.bincount(y, minlength=len(names)).min() < n_folds:
-        raise ValueError(f"every class needs at least {n_folds} curves for {n_folds} folds")
+    counts = np.bincount(y, minlength=len(names))
+    if counts.min() < n_folds:
+        few = ", ".join(f"{c} ({k})" for c, k in zip(names, counts, strict=True) if k < n_folds)
+        raise ValueError(f"every class needs at least {n_folds} curves for {n_folds} folds: "
+                         f"{few}; leave it out with --classes")  # fmt: skip
     opts = HybridOptions(classes=tuple(names), views=tuple(views), min_points=min_points)
     probs = out_of_fold_probs(x, y, len(names), opts, n_folds)
     period = x[:, periodic.FEATURE_NAMES.index(FOLD_PERIOD)]
