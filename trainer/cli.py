@@ -31,7 +31,7 @@ EPILOG = """examples:
 """
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, default_classes: str = "all") -> None:
     p.add_argument(
         "data", metavar="DATA", help="folder of <id>-<class>.csv files, a compact .npz, or 'crts'"
     )
@@ -39,7 +39,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--classes",
         default=None,
         help="comma-separated classes to use, e.g. EW,EA,RRab; 'paper' for the "
-        "paper's seven (EW,EA,RRab,RRc,RRd,RS_CVn,LPV); default: all",
+        f"paper's seven (EW,EA,RRab,RRc,RRd,RS_CVn,LPV); default: {default_classes}",
     )
     p.add_argument(
         "--min-points",
@@ -150,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train LightGBM on the periodic features (dmdt/periodic.py) and the dmdt "
         "image on every curve outside issue 7's held-out part (20% per class, stratified, "
         "seed 0), print the held-out metrics, write a hybrid model directory (dmdt/hybrid.py). "
-        "Classes: the paper's seven unless --classes says otherwise.",
+        "Classes: the paper's seven unless --classes says otherwise ('all': every class).",
     )
-    _add_data_args(p)
+    _add_data_args(p, default_classes="paper ('all': every class)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
     p.add_argument("--name", default="hybrid-7", help="model name (default: hybrid-7)")
     p.add_argument(
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "flag is a candidate for a person to look at, not a verdict. Classes: the paper's seven "
         "unless --classes says otherwise ('all': every class in DATA).",
     )
-    _add_data_args(p)
+    _add_data_args(p, default_classes="paper ('all': every class)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")
     p.add_argument(
         "--views", default="curve",
@@ -310,7 +310,7 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
     from trainer.data import parse_classes
     from trainer.hybrid_fit import HybridOptions, fit_hybrid
 
-    classes = parse_classes(args.classes or "paper")
+    classes = None if args.classes == "all" else parse_classes(args.classes or "paper")
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     views = _views(args.views)
     if views is None:
