@@ -197,3 +197,14 @@ def test_features_against_numpy() -> None:
     # pair slope trend: 3 rising then 1 falling pair among 5 points -> (3 - 1) / 4
     t = np.arange(5.0)
     assert pair_slope_trend(t, np.array([0.0, 1, 2, 3, 2])) == pytest.approx(0.5)
+
+
+def test_parse_classes_names_paper_and_all() -> None:
+    from trainer.data import PAPER_CLASSES, parse_classes
+
+    assert parse_classes("EW, EA") == ("EW", "EA")
+    assert parse_classes("paper") == PAPER_CLASSES
+    assert parse_classes("all") is None
+    assert parse_classes(None) is None
+    with pytest.raises(ValueError, match="duplicate"):
+        parse_classes("EW,EW")

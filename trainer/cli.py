@@ -58,6 +58,13 @@ def _add_grid_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache", default=None, metavar="DIR",
+        help="feature cache folder (e.g. build/beyond-cache); computed and saved when missing",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -178,10 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the temperature scaling fitted on out-of-fold probabilities (by default five "
         "more boosters are trained, one per fold, to fit it; docs/calibration.md)",
     )  # fmt: skip
-    p.add_argument(
-        "--cache", default=None, metavar="DIR",
-        help="feature cache folder (e.g. build/beyond-cache); computed and saved when missing",
-    )  # fmt: skip
+    _add_cache_arg(p)
 
     p = sub.add_parser(
         "audit-labels",
@@ -201,10 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated views to score with, as for fit-hybrid (default: curve)",
     )  # fmt: skip
     p.add_argument("--top", type=int, default=48, help="curves in the gallery (default: 48)")
-    p.add_argument(
-        "--cache", default=None, metavar="DIR",
-        help="feature cache folder (e.g. build/beyond-cache); computed and saved when missing",
-    )  # fmt: skip
+    _add_cache_arg(p)
 
     p = sub.add_parser(
         "evaluate",
@@ -310,7 +311,7 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
     from trainer.data import parse_classes
     from trainer.hybrid_fit import HybridOptions, fit_hybrid
 
-    classes = None if args.classes == "all" else parse_classes(args.classes or "paper")
+    classes = parse_classes(args.classes or "paper")
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     views = _views(args.views)
     if views is None:
@@ -365,7 +366,7 @@ def cmd_audit_labels(args: argparse.Namespace) -> int:
     views = _views(args.views)
     if views is None:
         return 2
-    classes = None if args.classes == "all" else parse_classes(args.classes or "paper")
+    classes = parse_classes(args.classes or "paper")
     cache = Path(args.cache) if args.cache else None
     result, lcs = audit(args.data, classes, views, cache, args.min_points)
     doc = write_report(result, lcs, Path(args.out), args.data, views, args.top)

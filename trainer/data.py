@@ -33,8 +33,9 @@ CRTS_TO_EROS = {
 
 
 def parse_classes(text: str | None) -> tuple[str, ...] | None:
-    """``"EW,EA"`` -> ``("EW", "EA")``; ``paper`` -> the paper's seven; None/"" -> all classes."""
-    if not text:
+    """``"EW,EA"`` -> ``("EW", "EA")``; ``paper`` -> the paper's seven; ``all``, None or "" ->
+    None (every class)."""
+    if not text or text.strip().lower() == "all":
         return None
     if text.strip().lower() == "paper":
         return PAPER_CLASSES

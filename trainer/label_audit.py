@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from dmdt import periodic
+from dmdt.hybrid import HybridClassifier, default_grid
 from dmdt.lightcurves import LightCurve
 from trainer import data
 from trainer.hybrid_fit import HybridOptions, features_of, train_views
@@ -58,24 +59,21 @@ class Audit:
 
 
 def out_of_fold_probs(
-    x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions, n_folds: int = 5,
+    x: np.ndarray, y: np.ndarray, classes: Sequence[str], opts: HybridOptions, n_folds: int = 5,
     seed: int = 0,
 ) -> np.ndarray:  # fmt: skip
-    """Each curve's class probabilities from the hybrid boosters (one per view and seed,
-    averaged) trained on the other ``n_folds - 1`` stratified folds, ``(n, n_classes)``."""
+    """Each curve's class probabilities ``(n, len(classes))`` from the hybrid boosters trained
+    on the other ``n_folds - 1`` stratified folds, averaged as a served model averages them
+    (:meth:`dmdt.hybrid.HybridClassifier.booster_probs`)."""
     from tqdm import tqdm
 
-    probs = np.zeros((y.size, n_classes))
-    width = x.shape[1] // len(opts.views)
+    probs = np.zeros((y.size, len(classes)))
     split = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(x, y)
     for fit, score in tqdm(list(split), desc="out-of-fold boosting", unit="fold"):
-        boosters = train_views(x[fit], y[fit], n_classes, opts)
-        per_view = len(boosters) // len(opts.views)
-        probs[score] = np.mean(
-            [b.predict(x[score, (k // per_view) * width : (k // per_view + 1) * width])
-             for k, b in enumerate(boosters)],
-            axis=0,
-        )  # fmt: skip
+        boosters = train_views(x[fit], y[fit], len(classes), opts)
+        model = HybridClassifier(name="audit", classes=list(classes), grid=default_grid(),
+                                 boosters=boosters, views=list(opts.views))  # fmt: skip
+        probs[score] = model.booster_probs(x[score])
     return probs
 
 
@@ -119,7 +117,7 @@ def audit(
         raise ValueError(f"every class needs at least {n_folds} curves for {n_folds} folds: "
                          f"{few}; leave it out with --classes")  # fmt: skip
     opts = HybridOptions(classes=tuple(names), views=tuple(views), min_points=min_points)
-    probs = out_of_fold_probs(x, y, len(names), opts, n_folds)
+    probs = out_of_fold_probs(x, y, names, opts, n_folds)
     period = x[:, periodic.FEATURE_NAMES.index(FOLD_PERIOD)]
     result = Audit(
         ids=tuple(lc.source_id for lc in lcs),
