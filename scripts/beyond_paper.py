@@ -600,7 +600,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="12 curves per class, tiny models")
     p.add_argument("--out", type=Path, help="JSON folder (docs/beyond; quick: build/beyond-quick)")
     p.add_argument("--cache", type=Path, help="feature cache (build/beyond-cache[-quick])")
-    p.add_argument("--doc", type=Path, help="markdown (docs/beyond.md; quick: <out>/beyond.md)")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        help="markdown (docs/beyond.md; with --quick or another --out: <out>/beyond.md)",
+    )
     p.add_argument("--models", default="", help="comma-separated names (default: all)")
     p.add_argument("--parts", default="", help="comma-separated parts (default: all 6)")
     p.add_argument("--doc-only", action="store_true", help="only rewrite the markdown")
@@ -610,7 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = args.cache or (
         ROOT / ("build/beyond-cache-quick" if args.quick else "build/beyond-cache")
     )
-    doc = args.doc or (out / "beyond.md" if args.quick else ROOT / "docs/beyond.md")
+    in_docs = out.resolve() == (ROOT / "docs/beyond").resolve()  # the committed results
+    doc = args.doc or (ROOT / "docs/beyond.md" if in_docs else out / "beyond.md")
     names = [n for n in args.models.split(",") if n] or [s.name for s in SPECS]
     unknown = set(names) - {s.name for s in SPECS}
     if unknown:

@@ -527,7 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=12, help="curves per class with --quick")
     p.add_argument("--probs", type=Path, help="saved probabilities of another model (.npz)")
     p.add_argument("--out", type=Path, help="JSON/png folder (docs/calibration; quick: build/…)")
-    p.add_argument("--doc", type=Path, help="markdown (docs/calibration.md; quick: <out>/…)")
+    p.add_argument(
+        "--doc", type=Path, help="markdown (docs/calibration.md; quick or another --out: <out>/…)"
+    )
     p.add_argument("--cache", type=Path, help="feature cache (build/beyond-cache[-quick])")
     p.add_argument("--no-other-class", action="store_true", help="skip the 8th-class runs")
     args = p.parse_args(argv)
@@ -536,7 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         beyond.FULL
     )  # fmt: skip
     out = args.out or ROOT / ("build/calibration-quick" if quick else "docs/calibration")
-    doc_path = args.doc or (out / "calibration.md" if quick else ROOT / "docs/calibration.md")
+    in_docs = out.resolve() == (ROOT / "docs/calibration").resolve()  # the committed results
+    doc_path = args.doc or (ROOT / "docs/calibration.md" if in_docs else out / "calibration.md")
     cache = args.cache or ROOT / ("build/beyond-cache-quick" if quick else "build/beyond-cache")
     folds_dir = out / "folds" if quick else ROOT / "docs/beyond"  # quick: never touch the real
     work = ROOT / "build" / ("calibration-quick" if quick else "calibration") / "work"

@@ -157,3 +157,11 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
     before = {p.name: p.read_bytes() for p in out.glob("*.json")}
     assert script.main([*args, "--models", names[0]]) == 0
     assert (out / f"{names[0]}.json").read_bytes() == before[f"{names[0]}.json"]
+
+
+def test_harness_with_another_out_folder_leaves_docs_alone(tmp_path: Path) -> None:
+    script = _script()
+    committed = (REPO / "docs/beyond.md").read_bytes()
+    assert script.main(["--out", str(tmp_path), "--doc-only"]) == 0
+    assert (tmp_path / "beyond.md").exists()  # the table of that folder's results, beside them
+    assert (REPO / "docs/beyond.md").read_bytes() == committed
