@@ -77,6 +77,18 @@ def gbm_small(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool = Tr
     return fit_predict
 
 
+def gbm_views(x: np.ndarray, n_classes: int, n_views: int, budget: Budget) -> FitPredict:
+    """The harness's ``gbm_views`` rows (models/hybrid-views-7): one :func:`gbm_small` per block
+    of ``x.shape[1] // n_views`` columns (one view's features), probabilities averaged."""
+    width = x.shape[1] // n_views
+    return blend(
+        [
+            (gbm_small(x[:, k * width : (k + 1) * width], n_classes, budget), 1.0 / n_views)
+            for k in range(n_views)
+        ]
+    )
+
+
 def small_settings(budget: Budget, balanced: bool = True) -> dict[str, object]:
     """The settings of :func:`gbm_small` for the JSON record."""
     from dataclasses import asdict
