@@ -48,6 +48,10 @@ class HybridOptions:
     min_points: int = 20
     test_frac: float = 0.2
     calibrate: bool = True  # temperature fitted on out-of-fold probabilities of the 5 folds
+    # train also on each training curve's first k points for each k here (shorter than the
+    # curve), as the stream sees a young source; those rows weigh history_weight each
+    history_cuts: tuple[int, ...] = ()
+    history_weight: float = 0.3
 
 
 # cache names of each view's features (the harness, scripts/beyond_paper.py, uses the same)
@@ -77,19 +81,32 @@ def view_features(lcs: Sequence[LightCurve], view: str) -> np.ndarray:
     return periodic.features([VIEWS[view](lc) for lc in lcs])[0]
 
 
-def train_views(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions) -> list[Any]:
+def train_views(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    opts: HybridOptions,
+    weight: np.ndarray | None = None,
+) -> list[Any]:
     """:func:`train_boosters` on each view's block of columns of ``x``, view by view (with one
     view, on all of ``x``: features and any image columns)."""
     width = x.shape[1] // len(opts.views)
     return [
         booster
         for v in range(len(opts.views))
-        for booster in train_boosters(x[:, v * width : (v + 1) * width], y, n_classes, opts)
+        for booster in train_boosters(x[:, v * width : (v + 1) * width], y, n_classes, opts, weight)
     ]
 
 
-def train_boosters(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOptions) -> list[Any]:
-    """One LightGBM booster per seed on ``(x, y)``, one thread each."""
+def train_boosters(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    opts: HybridOptions,
+    weight: np.ndarray | None = None,
+) -> list[Any]:
+    """One LightGBM booster per seed on ``(x, y)`` (rows weighted by ``weight`` if given, on top
+    of the balanced class weights), one thread each."""
     import lightgbm as lgb
 
     boosters = []
@@ -112,7 +129,7 @@ def train_boosters(x: np.ndarray, y: np.ndarray, n_classes: int, opts: HybridOpt
             n_jobs=1,
             verbose=-1,
         )
-        boosters.append(model.fit(x, y).booster_)
+        boosters.append(model.fit(x, y, sample_weight=weight).booster_)
     return boosters
 
 
@@ -152,11 +169,28 @@ def fit_hybrid(
 
     probe = model_for([None] * len(opts.views))  # the design only needs the grid and the mode
     x = probe.design(counts, n_points, x_feat)
+    x_cut, owner = history_rows([lcs[i] for i in train], opts, probe, cache)
+    owner = train[owner]  # row of each cut's curve in lcs
+
+    def training_set(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The curves ``rows`` and the history cuts of those curves, with their weights."""
+        if not opts.history_cuts:
+            return x[rows], y[rows], None
+        cut = np.isin(owner, rows)
+        return (
+            np.concatenate([x[rows], x_cut[cut]]),
+            np.concatenate([y[rows], y[owner[cut]]]),
+            np.concatenate([np.ones(rows.size), np.full(int(cut.sum()), opts.history_weight)]),
+        )
+
     t0 = time.perf_counter()
-    model = model_for(train_views(x[train], y[train], len(classes), opts))
+    x_train, y_train, w_train = training_set(train)
+    model = model_for(train_views(x_train, y_train, len(classes), opts, w_train))
     calibration: dict[str, Any] = {}
     if opts.calibrate:
-        model.temperature, calibration = _temperature(x, y, folds, len(classes), opts, model_for)
+        model.temperature, calibration = _temperature(
+            x, y, folds, len(classes), opts, model_for, training_set
+        )
     metrics: dict[str, Any] = {}
     if test.size:
         probs = model.classify(counts[test], n_points[test], x_feat[test])
@@ -179,6 +213,7 @@ def fit_hybrid(
         "held_out_ids": [lcs[i].source_id for i in test],
         "options": asdict(opts),
         "features_ms_per_curve": round(ms, 1),
+        "n_history_rows": int(x_cut.shape[0]),
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     model.metrics = {k: v for k, v in metrics.items() if k != "classes"}
@@ -215,16 +250,20 @@ def _temperature(
     n_classes: int,
     opts: HybridOptions,
     model_for: Any,
+    training_set: Any,
 ) -> tuple[float, dict[str, Any]]:
-    """The temperature that minimises the log loss of out-of-fold probabilities: boosters
-    trained on four of the five folds score the fifth (the held-out part is never used)."""
+    """The temperature that minimises the log loss of out-of-fold probabilities of whole
+    curves: boosters trained on four of the five folds (``training_set``: their curves and
+    history cuts) score the fifth (the held-out part is never used)."""
     from trainer.calibration import as_logits, ece, fit_temperature
 
     oof = np.zeros((y.size, n_classes))
     parts = sorted(set(folds.tolist()) - {HELD_OUT})
     for f in parts:
         fit, score = np.flatnonzero((folds != HELD_OUT) & (folds != f)), np.flatnonzero(folds == f)
-        oof[score] = model_for(train_views(x[fit], y[fit], n_classes, opts)).booster_probs(x[score])
+        x_fit, y_fit, w_fit = training_set(fit)
+        boosters = train_views(x_fit, y_fit, n_classes, opts, w_fit)
+        oof[score] = model_for(boosters).booster_probs(x[score])
     inside = folds != HELD_OUT
     temperature = fit_temperature(as_logits(oof[inside]), y[inside])
     from dmdt.hybrid import calibrated
@@ -235,6 +274,45 @@ def _temperature(
         "out_of_fold_ece_before": round(ece(oof[inside], y[inside]), 4),
         "out_of_fold_ece_after": round(ece(calibrated(oof[inside], temperature), y[inside]), 4),
     }
+
+
+def history_rows(
+    lcs: Sequence[LightCurve],
+    opts: HybridOptions,
+    probe: HybridClassifier,
+    cache: Path | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Design rows of the first k points of each of ``lcs`` for each k of
+    ``opts.history_cuts`` shorter than the curve (features as the stream computes them:
+    :meth:`HybridClassifier.features` of those points), and the index in ``lcs`` of each row's
+    curve. Cached under ``cache`` by views, cuts and data hash."""
+    from tqdm import tqdm
+
+    from dmdt.classify import lightcurve_counts
+
+    def cuts_of(curves: Sequence[LightCurve]) -> list[tuple[int, int]]:
+        return [(i, k) for i, lc in enumerate(curves) for k in opts.history_cuts if len(lc) > k]
+
+    pairs = cuts_of(lcs)
+    owner = np.array([i for i, _ in pairs], dtype=np.int64)
+    if not pairs:
+        return np.zeros((0, len(probe.feature_names))), owner
+
+    def compute(curves: Sequence[LightCurve]) -> np.ndarray:
+        rows = [
+            probe.features(curves[i].t[:k], curves[i].m[:k], curves[i].err[:k])
+            for i, k in tqdm(cuts_of(curves), desc="history cuts", unit="cut", leave=False)
+        ]
+        return np.array(rows).reshape(len(rows), len(probe.feature_names))
+
+    views = "+".join(CACHE_NAMES[v] for v in opts.views)
+    name = f"{views}_cuts_{'-'.join(map(str, opts.history_cuts))}"
+    feats, _ = cached_matrix(lcs, data.data_hash(lcs), name, compute, cache)
+    heads = [
+        LightCurve(lcs[i].source_id, lcs[i].t[:k], lcs[i].m[:k], lcs[i].err[:k]) for i, k in pairs
+    ]
+    counts, n_points = lightcurve_counts(heads, probe.grid)
+    return probe.design(counts, n_points, feats), owner
 
 
 def calibrated_inverse(probs: np.ndarray, temperature: float) -> np.ndarray:
