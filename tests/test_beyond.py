@@ -165,3 +165,38 @@ def test_harness_with_another_out_folder_leaves_docs_alone(tmp_path: Path) -> No
     assert script.main(["--out", str(tmp_path), "--doc-only"]) == 0
     assert (tmp_path / "beyond.md").exists()  # the table of that folder's results, beside them
     assert (REPO / "docs/beyond.md").read_bytes() == committed
+
+
+def test_gbm_history_trains_on_the_cuts_with_their_weight() -> None:
+    """The cut rows (NaN blocks left out) join the training set with their weight: when the
+    cuts carry the opposite signal to the whole curves, a small weight follows the curves and
+    a large one the cuts."""
+    pytest.importorskip("lightgbm")
+    from trainer.beyond_models import gbm_history
+
+    rng = np.random.default_rng(0)
+    n = 120
+    y = np.arange(n) % 3
+    whole = np.c_[y + rng.normal(0, 0.1, n), rng.normal(size=n)]
+    flipped = np.c_[(y + 1) % 3 + rng.normal(0, 0.1, n), rng.normal(size=n)]  # another class
+    x = np.concatenate([whole, flipped, flipped], axis=1)  # two cuts
+    x[::3, 4:] = np.nan  # the second cut: too long for a third of the curves
+    train, test = np.arange(0, n, 2), np.arange(1, n, 2)
+    budget = beyond.Budget(gbm_trees=30)
+    follow_curves = gbm_history(x, 2, 3, budget, weight=0.01)(train, y[train], test)
+    follow_cuts = gbm_history(x, 2, 3, budget, weight=100.0)(train, y[train], test)
+    assert np.mean(follow_curves.argmax(axis=1) == y[test]) > 0.9
+    assert np.mean(follow_cuts.argmax(axis=1) == y[test]) < 0.1
+
+
+def test_cut_features_are_the_features_of_each_curves_first_points() -> None:
+    script = _script()
+    lc = synthetic(0.5)
+    short = LightCurve("short", lc.t[:40], lc.m[:40], lc.err[:40])
+    x = script.cut_features([lc, short], (20, 50))
+    width = len(periodic.FEATURE_NAMES)
+    assert x.shape == (2, 2 * width)
+    head = LightCurve("h", lc.t[:50], lc.m[:50], lc.err[:50])
+    np.testing.assert_array_equal(x[0, width:], periodic.features([head])[0][0])
+    assert np.all(np.isnan(x[1, width:]))  # 40 points: no 50-point cut
+    assert not np.any(np.isnan(x[1, :width]))

@@ -60,9 +60,16 @@ def gbm(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool) -> FitPre
     return fit_predict
 
 
-def gbm_small(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool = True) -> FitPredict:
+def gbm_small(
+    x: np.ndarray,
+    n_classes: int,
+    budget: Budget,
+    balanced: bool = True,
+    weight: np.ndarray | None = None,
+) -> FitPredict:
     """The shipped hybrid's boosting (trainer.hybrid_fit: 400 rounds of 7-leaf trees, balanced
-    class weights unless told, 30% of columns per tree) on ``x``."""
+    class weights unless told, 30% of columns per tree) on ``x``; ``weight``: one per row of
+    ``x``, on top of the class weights."""
     from trainer.hybrid_fit import HybridOptions, train_boosters
 
     opts = HybridOptions(trees=min(budget.gbm_trees, HybridOptions.trees), balanced=balanced)
@@ -70,7 +77,8 @@ def gbm_small(x: np.ndarray, n_classes: int, budget: Budget, balanced: bool = Tr
     def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
         present = np.unique(y)
         index = np.searchsorted(present, y)  # LightGBM wants labels 0..k-1
-        (booster,) = train_boosters(x[train], index, present.size, opts)
+        w = None if weight is None else weight[train]
+        (booster,) = train_boosters(x[train], index, present.size, opts, w)
         probs = booster.predict(x[test]).reshape(test.size, present.size)
         return _full_probs(probs, present, n_classes)
 
@@ -259,6 +267,35 @@ def gbm_augmented(x: np.ndarray, n_features: int, n_classes: int, budget: Budget
         index = np.concatenate([train, n + np.arange(copies * train.size)])
         fp = gbm_small(stacked, n_classes, budget)
         return fp(index, np.tile(y, copies + 1), test)
+
+    return fit_predict
+
+
+def gbm_history(
+    x: np.ndarray, n_features: int, n_classes: int, budget: Budget, weight: float
+) -> FitPredict:
+    """:func:`gbm_small` trained on each training curve's features and those of its first k
+    points for each history cut (``x`` = the curve's ``n_features`` columns, then each cut's,
+    side by side; NaN where the curve is no longer than the cut, and then left out), the cuts'
+    rows weighing ``weight``; scored on the test curves' own features
+    (models/hybrid-7-stream's design, ``fit-hybrid --history-cuts``)."""
+    cuts = x.shape[1] // n_features - 1
+    rows = x.reshape(x.shape[0], cuts + 1, n_features)
+
+    def fit_predict(train: np.ndarray, y: np.ndarray, test: np.ndarray) -> np.ndarray:
+        n = rows.shape[0]
+        blocks, index, labels = [rows[:, 0]], [train], [y]
+        for k in range(1, cuts + 1):
+            kept = ~np.all(np.isnan(rows[train, k]), axis=1)
+            blocks.append(rows[train[kept], k])
+            index.append(n + np.arange(int(kept.sum())))
+            labels.append(y[kept])
+            n += int(kept.sum())
+        stacked = np.concatenate(blocks)
+        weights = np.full(stacked.shape[0], weight)
+        weights[: rows.shape[0]] = 1.0
+        fp = gbm_small(stacked, n_classes, budget, weight=weights)
+        return fp(np.concatenate(index), np.concatenate(labels), test)
 
     return fit_predict
 

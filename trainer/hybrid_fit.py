@@ -50,9 +50,12 @@ class HybridOptions:
     calibrate: bool = True  # temperature fitted on out-of-fold probabilities of the 5 folds
     # train also on each training curve's first k points for each k here (shorter than the
     # curve), as the stream sees a young source; those rows weigh history_weight each
+    # (models/hybrid-7-stream: STREAM_CUTS)
     history_cuts: tuple[int, ...] = ()
     history_weight: float = 0.3
 
+
+STREAM_CUTS = (20, 30, 50, 75, 100, 150, 200, 300)  # models/hybrid-7-stream's history cuts
 
 # cache names of each view's features (the harness, scripts/beyond_paper.py, uses the same)
 CACHE_NAMES = {
