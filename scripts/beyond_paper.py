@@ -86,6 +86,11 @@ SPECS = (
          f"LightGBM, {N} periodic features (v4), trained also on each training curve's first"
          " 20, 30, 50, 75, 100, 150, 200 and 300 points (weight 0.3; models/hybrid-7-stream),"
          f" {SMALL}"),
+    Spec("gbm_views_history_7", "7",
+         "periodic+periodic_cuts+periodic_iv+periodic_iv_cuts+periodic_vm+periodic_vm_cuts",
+         "views_history",
+         "mean of three LightGBMs, one per view (as `gbm_views_7`), each trained also on the"
+         " view of each training curve's first 20-300 points (weight 0.3)"),
     Spec("gbm_v4_season_7", "7", "periodic+season", "gbm_small",
          f"LightGBM, {N} periodic features (v4) + {views.N_SEASON_FEATURES} season-to-season"
          f" shape changes, {SMALL}"),
@@ -119,6 +124,8 @@ FEATURES: dict[str, Callable[[Sequence[LightCurve]], np.ndarray]] = {
     "periodic_vm": lambda lcs: hybrid_fit.view_features(lcs, "visit_medians"),
     "periodic_aug2": lambda lcs: augmented_features(lcs, copies=2),
     "periodic_cuts": lambda lcs: cut_features(lcs, hybrid_fit.STREAM_CUTS),
+    "periodic_iv_cuts": lambda lcs: cut_features(lcs, hybrid_fit.STREAM_CUTS, "intravisit"),
+    "periodic_vm_cuts": lambda lcs: cut_features(lcs, hybrid_fit.STREAM_CUTS, "visit_medians"),
     "paper18": lambda lcs: paper_features.features(lcs),
     "dmdt": beyond_models.cnn_images,
 }
@@ -136,6 +143,12 @@ FEATURE_IDS = {
     "periodic_aug2": f"periodic_v{periodic.FEATURES_VERSION}_augmented_2_seed_1",
     "periodic_cuts": f"periodic_v{periodic.FEATURES_VERSION}_cuts_"
     + "-".join(map(str, hybrid_fit.STREAM_CUTS)),
+    "periodic_iv_cuts": hybrid_fit.CACHE_NAMES["intravisit"]
+    + "_cuts_"
+    + "-".join(map(str, hybrid_fit.STREAM_CUTS)),
+    "periodic_vm_cuts": hybrid_fit.CACHE_NAMES["visit_medians"]
+    + "_cuts_"
+    + "-".join(map(str, hybrid_fit.STREAM_CUTS)),
     "season": f"season_at_v{periodic.FEATURES_VERSION}_period",
     "double_mode": f"double_mode_at_v{periodic.FEATURES_VERSION}_period",
     "cnn": "cnn_shallow_7 out-of-fold probabilities",
@@ -150,18 +163,23 @@ def augmented_features(lcs: Sequence[LightCurve], copies: int, seed: int = 1) ->
     return np.concatenate(np.split(x, copies), axis=1)
 
 
-def cut_features(lcs: Sequence[LightCurve], cuts: Sequence[int]) -> np.ndarray:
-    """Version 4 features of each curve's first k points for each k of ``cuts``, side by side:
-    ``(len(lcs), len(cuts) * n_features)``, NaN where the curve has no more than k points."""
+def cut_features(lcs: Sequence[LightCurve], cuts: Sequence[int], view: str = "curve") -> np.ndarray:
+    """Version 4 features of ``view`` (dmdt.views) of each curve's first k points for each k of
+    ``cuts``, side by side: ``(len(lcs), len(cuts) * n_features)``; NaN where the curve has no
+    more than k points, or the view of its first k fewer than dmdt.hybrid.MIN_VIEW_POINTS (as
+    HybridClassifier.features leaves them)."""
     from tqdm import tqdm
 
+    from dmdt.hybrid import MIN_VIEW_POINTS
+    from dmdt.views import VIEWS
+
     out = np.full((len(lcs), len(cuts), len(periodic.FEATURE_NAMES)), np.nan)
-    for i, lc in enumerate(tqdm(lcs, desc="history cuts", unit="curve", leave=False)):
-        heads = [
-            LightCurve(lc.source_id, lc.t[:k], lc.m[:k], lc.err[:k]) for k in cuts if len(lc) > k
-        ]
-        if heads:
-            out[i, : len(heads)] = periodic.features(heads)[0]
+    for i, lc in enumerate(tqdm(lcs, desc=f"history cuts ({view})", unit="curve", leave=False)):
+        heads = [VIEWS[view](LightCurve(lc.source_id, lc.t[:k], lc.m[:k], lc.err[:k]))
+                 for k in cuts if len(lc) > k]  # fmt: skip
+        ok = [j for j, h in enumerate(heads) if view == "curve" or len(h) >= MIN_VIEW_POINTS]
+        if ok:
+            out[i, ok] = periodic.features([heads[j] for j in ok])[0]
     return out.reshape(len(lcs), -1)
 
 
@@ -173,6 +191,8 @@ AT_PERIOD: dict[str, Callable[[LightCurve, float], np.ndarray]] = {
 TRAINING_ONLY = {
     "periodic_aug2",
     "periodic_cuts",
+    "periodic_iv_cuts",
+    "periodic_vm_cuts",
 }  # features of training copies: no cost when serving
 
 
@@ -271,6 +291,20 @@ class Runner:
                 x, N, n_classes, b, weight=hybrid_fit.HybridOptions.history_weight
             )
             settings = {
+                "history_cuts": list(hybrid_fit.STREAM_CUTS),
+                "history_weight": hybrid_fit.HybridOptions.history_weight,
+                **beyond_models.small_settings(b),
+            }
+        elif spec.kind == "views_history":  # per view: its N columns, then its cuts'
+            width = N * (len(hybrid_fit.STREAM_CUTS) + 1)
+            fp = beyond_models.blend([
+                (beyond_models.gbm_history(x[:, v * width:(v + 1) * width], N, n_classes, b,
+                                           weight=hybrid_fit.HybridOptions.history_weight), 1 / 3)
+                for v in range(3)
+            ])  # fmt: skip
+            settings = {
+                "models": 3,
+                "weights": "equal",
                 "history_cuts": list(hybrid_fit.STREAM_CUTS),
                 "history_weight": hybrid_fit.HybridOptions.history_weight,
                 **beyond_models.small_settings(b),

@@ -200,3 +200,21 @@ def test_cut_features_are_the_features_of_each_curves_first_points() -> None:
     np.testing.assert_array_equal(x[0, width:], periodic.features([head])[0][0])
     assert np.all(np.isnan(x[1, width:]))  # 40 points: no 50-point cut
     assert not np.any(np.isnan(x[1, :width]))
+
+
+def test_cut_features_of_a_view_leave_too_short_views_missing() -> None:
+    """Visits of four exposures: the first 20 points are 5 visit medians, fewer than a view
+    needs (dmdt.hybrid.MIN_VIEW_POINTS), so that cut is NaN; the first 60 are 15 and are not."""
+    from dmdt.hybrid import MIN_VIEW_POINTS
+
+    script = _script()
+    rng = np.random.default_rng(3)
+    nights = 53500.0 + np.sort(rng.choice(3000, 40, replace=False)).astype(float)
+    t = (nights[:, None] + np.arange(4) * 0.007).ravel()
+    m = 15 + 0.3 * np.sin(2 * np.pi * t / 0.6) + rng.normal(0, 0.03, t.size)
+    lc = LightCurve("visits", t, m, np.full(t.size, 0.03))
+    x = script.cut_features([lc], (20, 60), view="visit_medians")
+    width = len(periodic.FEATURE_NAMES)
+    assert 20 // 4 < MIN_VIEW_POINTS <= 60 // 4
+    assert np.all(np.isnan(x[0, :width]))
+    assert not np.any(np.isnan(x[0, width:]))
