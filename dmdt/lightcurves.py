@@ -17,7 +17,7 @@ import csv
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,11 @@ class LightCurve:
 
     def __len__(self) -> int:
         return int(self.t.size)
+
+    def head(self, k: int) -> LightCurve:
+        """The first ``k`` points (of a cleaned curve: the first ``k`` in time, as a stream has
+        them after its ``k``-th alert), with this curve's id, label, band and position."""
+        return replace(self, t=self.t[:k], m=self.m[:k], err=self.err[:k])
 
 
 # ----------------------------------------------------------------------------------- readers

@@ -175,8 +175,7 @@ def cut_features(lcs: Sequence[LightCurve], cuts: Sequence[int], view: str = "cu
 
     out = np.full((len(lcs), len(cuts), len(periodic.FEATURE_NAMES)), np.nan)
     for i, lc in enumerate(tqdm(lcs, desc=f"history cuts ({view})", unit="curve", leave=False)):
-        heads = [VIEWS[view](LightCurve(lc.source_id, lc.t[:k], lc.m[:k], lc.err[:k]))
-                 for k in cuts if len(lc) > k]  # fmt: skip
+        heads = [VIEWS[view](lc.head(k)) for k in cuts if len(lc) > k]
         ok = [j for j, h in enumerate(heads) if view == "curve" or len(h) >= MIN_VIEW_POINTS]
         if ok:
             out[i, ok] = periodic.features([heads[j] for j in ok])[0]

@@ -36,16 +36,6 @@ def curves(tmp_path_factory: pytest.TempPathFactory) -> list:  # type: ignore[ty
     return ds.lcs[::4]  # 21 curves, every class
 
 
-def test_head_keeps_the_first_points_in_time(curves: list) -> None:  # type: ignore[type-arg]
-    lc = curves[0]
-    cut = history.head(lc, 25)
-    assert len(cut) == 25
-    assert np.array_equal(cut.t, lc.t[:25])
-    assert np.array_equal(cut.m, lc.m[:25])
-    assert cut.t.max() <= lc.t[25]
-    assert (cut.source_id, cut.label) == (lc.source_id, lc.label)
-
-
 @pytest.mark.slow
 def test_evaluate_agrees_with_a_plain_loop(curves: list) -> None:  # type: ignore[type-arg]
     pytest.importorskip("lightgbm")
@@ -55,7 +45,7 @@ def test_evaluate_agrees_with_a_plain_loop(curves: list) -> None:  # type: ignor
     classes = list(clf.classes)
 
     def right(lc, k_counts: int, k_features: int) -> bool:  # type: ignore[no-untyped-def]
-        counts, n = lightcurve_counts([history.head(lc, k_counts)], clf.grid)
+        counts, n = lightcurve_counts([lc.head(k_counts)], clf.grid)
         x = clf.features(lc.t[:k_features], lc.m[:k_features], lc.err[:k_features])[None, :]
         return bool(clf.classify(counts, n, x).argmax() == classes.index(lc.label))
 

@@ -383,3 +383,14 @@ def test_clean_summary_adds_reports():
         + summary.duplicate_rows
         + summary.merged_same_time
     )
+
+
+def test_head_keeps_the_first_points_and_the_curves_identity() -> None:
+    t = np.array([1.0, 2.0, 3.0, 4.0])
+    lc = LightCurve("s", t, 10 + t, t / 100, label="EW", band="g", ra=1.5, dec=-2.0)
+    cut = lc.head(3)
+    assert np.array_equal(cut.t, t[:3])
+    assert np.array_equal(cut.m, 10 + t[:3])
+    assert np.array_equal(cut.err, t[:3] / 100)
+    assert (cut.source_id, cut.label, cut.band, cut.ra, cut.dec) == ("s", "EW", "g", 1.5, -2.0)
+    assert len(lc.head(10)) == 4

@@ -19,13 +19,6 @@ from dmdt.lightcurves import LightCurve
 REFRESH_FRACTION = 0.1  # the broker's default feature_refresh_fraction
 
 
-def head(lc: LightCurve, k: int) -> LightCurve:
-    """The first ``k`` points of a time-sorted curve."""
-    return LightCurve(
-        lc.source_id, lc.t[:k], lc.m[:k], lc.err[:k], lc.label, lc.band, lc.ra, lc.dec
-    )
-
-
 _MODEL: dict[str, Any] = {}
 
 
@@ -93,7 +86,7 @@ def evaluate(path: str, curves: list[LightCurve], levels: Sequence[int], jobs: i
     rrd = classes.index("RRd")
     for k in levels:
         keep = np.flatnonzero(n >= k)
-        cut = [head(curves[i], k) for i in keep]
+        cut = [curves[i].head(k) for i in keep]
         right = probs(cut, [k] * len(cut)).argmax(axis=1) == truth[keep]
         is_rrd = truth[keep] == rrd
         out["levels"].append(

@@ -311,10 +311,7 @@ def history_rows(
     views = "+".join(CACHE_NAMES[v] for v in opts.views)
     name = f"{views}_cuts_{'-'.join(map(str, opts.history_cuts))}"
     feats, _ = cached_matrix(lcs, data.data_hash(lcs), name, compute, cache)
-    heads = [
-        LightCurve(lcs[i].source_id, lcs[i].t[:k], lcs[i].m[:k], lcs[i].err[:k]) for i, k in pairs
-    ]
-    counts, n_points = lightcurve_counts(heads, probe.grid)
+    counts, n_points = lightcurve_counts([lcs[i].head(k) for i, k in pairs], probe.grid)
     return probe.design(counts, n_points, feats), owner
 
 
