@@ -49,6 +49,7 @@ def evaluate(path: str, curves: list[LightCurve], levels: Sequence[int], jobs: i
     refresh policy's oldest features."""
     served = ModelSource(path, "cpu").current
     clf = served.classifier
+    _MODEL[path] = clf  # features_of's one-process path uses it instead of loading it again
     classes = list(clf.classes)
     truth = np.array([classes.index(str(lc.label)) for lc in curves])
     n = np.array([len(lc) for lc in curves])
