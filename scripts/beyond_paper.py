@@ -295,14 +295,13 @@ class Runner:
                 **beyond_models.small_settings(b),
             }
         elif spec.kind == "views_history":  # per view: its N columns, then its cuts'
-            width = N * (len(hybrid_fit.STREAM_CUTS) + 1)
-            fp = beyond_models.blend([
-                (beyond_models.gbm_history(x[:, v * width:(v + 1) * width], N, n_classes, b,
-                                           weight=hybrid_fit.HybridOptions.history_weight), 1 / 3)
-                for v in range(3)
-            ])  # fmt: skip
+            blocks = x.shape[1] // (N * (len(hybrid_fit.STREAM_CUTS) + 1))
+            weight = hybrid_fit.HybridOptions.history_weight
+            fp = beyond_models.per_view(
+                x, blocks, lambda block: beyond_models.gbm_history(block, N, n_classes, b, weight)
+            )
             settings = {
-                "models": 3,
+                "models": blocks,
                 "weights": "equal",
                 "history_cuts": list(hybrid_fit.STREAM_CUTS),
                 "history_weight": hybrid_fit.HybridOptions.history_weight,

@@ -4,7 +4,7 @@ the random forest on the paper's 18 features, and the shallow dmdt CNN (as ``dmd
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,16 +85,18 @@ def gbm_small(
     return fit_predict
 
 
-def gbm_views(x: np.ndarray, n_classes: int, n_views: int, budget: Budget) -> FitPredict:
-    """The harness's ``gbm_views`` rows (models/hybrid-views-7): one :func:`gbm_small` per block
-    of ``x.shape[1] // n_views`` columns (one view's features), probabilities averaged."""
+def per_view(x: np.ndarray, n_views: int, model: Callable[[np.ndarray], FitPredict]) -> FitPredict:
+    """``model`` of each block of ``x.shape[1] // n_views`` columns (one view's), probabilities
+    averaged."""
     width = x.shape[1] // n_views
     return blend(
-        [
-            (gbm_small(x[:, k * width : (k + 1) * width], n_classes, budget), 1.0 / n_views)
-            for k in range(n_views)
-        ]
+        [(model(x[:, k * width : (k + 1) * width]), 1.0 / n_views) for k in range(n_views)]
     )
+
+
+def gbm_views(x: np.ndarray, n_classes: int, n_views: int, budget: Budget) -> FitPredict:
+    """The harness's ``gbm_views`` rows (models/hybrid-views-7): :func:`gbm_small` per view."""
+    return per_view(x, n_views, lambda block: gbm_small(block, n_classes, budget))
 
 
 def small_settings(budget: Budget, balanced: bool = True) -> dict[str, object]:
