@@ -339,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or ROOT / (
         "build/beyond-cache-quick" if args.quick else "build/beyond-cache"
     )
-    in_docs = out.resolve() == (ROOT / "docs/ceiling").resolve()  # the committed results
-    doc_path = ROOT / "docs/ceiling.md" if in_docs else out / "ceiling.md"
+    doc_path = beyond.markdown_path(out, ROOT, "ceiling")
     json_path = out / "ceiling.json"
     if args.report_only:
         if not json_path.exists():

@@ -743,8 +743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = args.cache or (
         ROOT / ("build/beyond-cache-quick" if args.quick else "build/beyond-cache")
     )
-    in_docs = out.resolve() == (ROOT / "docs/beyond").resolve()  # the committed results
-    doc = args.doc or (ROOT / "docs/beyond.md" if in_docs else out / "beyond.md")
+    doc = args.doc or beyond.markdown_path(out, ROOT, "beyond")
     names = [n for n in args.models.split(",") if n] or [s.name for s in SPECS]
     unknown = set(names) - {s.name for s in SPECS}
     if unknown:

@@ -538,8 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         beyond.FULL
     )  # fmt: skip
     out = args.out or ROOT / ("build/calibration-quick" if quick else "docs/calibration")
-    in_docs = out.resolve() == (ROOT / "docs/calibration").resolve()  # the committed results
-    doc_path = args.doc or (ROOT / "docs/calibration.md" if in_docs else out / "calibration.md")
+    doc_path = args.doc or beyond.markdown_path(out, ROOT, "calibration")
     cache = args.cache or ROOT / ("build/beyond-cache-quick" if quick else "build/beyond-cache")
     folds_dir = out / "folds" if quick else ROOT / "docs/beyond"  # quick: never touch the real
     work = ROOT / "build" / ("calibration-quick" if quick else "calibration") / "work"

@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true", help="rewrite markdown and figure")
     args = p.parse_args(argv)
     out = args.out or ROOT / ("build/history" if args.quick else "docs/history")
-    in_docs = out.resolve() == (ROOT / "docs/history").resolve()  # the committed results
-    doc_path = ROOT / "docs/history.md" if in_docs else out / "history.md"
+    doc_path = beyond.markdown_path(out, ROOT, "history")
     json_path = out / "history.json"
     if args.report_only:
         if not json_path.exists():

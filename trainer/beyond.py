@@ -261,6 +261,15 @@ def cached_matrix(
     return x, ms
 
 
+def markdown_path(out: Path, root: Path, name: str) -> Path:
+    """Where a report script (scripts/beyond_paper.py, beyond_ceiling.py, calibration_report.py,
+    history_accuracy.py) writes its markdown: ``<root>/docs/<name>.md`` when ``out`` is the
+    committed results folder ``<root>/docs/<name>``, else ``<out>/<name>.md``, so that a run into
+    another folder never rewrites the committed page."""
+    docs = root / "docs"
+    return docs / f"{name}.md" if out.resolve() == (docs / name).resolve() else out / f"{name}.md"
+
+
 def budget_dict(b: Budget) -> dict[str, Any]:
     """JSON-ready budget."""
     return asdict(b)
