@@ -3,13 +3,12 @@ split, and scripts/beyond_paper.py in --quick mode."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_helpers import load_script
 
 from dmdt import periodic
 from dmdt.lightcurves import LightCurve, clean, read_crts_csv
@@ -114,20 +113,10 @@ def test_fold_ids_fixed_stratified_and_held_out_as_fit() -> None:
     assert train.size + test.size == labels.size
 
 
-def _script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("beyond_paper", REPO / "scripts/beyond_paper.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["beyond_paper"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None:
     pytest.importorskip("lightgbm")
-    script = _script()
+    script = load_script("beyond_paper")
     args = ["--quick", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
     assert script.main(args) == 0
     out = tmp_path / "out"
@@ -160,7 +149,7 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
 
 
 def test_harness_with_another_out_folder_leaves_docs_alone(tmp_path: Path) -> None:
-    script = _script()
+    script = load_script("beyond_paper")
     committed = (REPO / "docs/beyond.md").read_bytes()
     assert script.main(["--out", str(tmp_path), "--doc-only"]) == 0
     assert (tmp_path / "beyond.md").exists()  # the table of that folder's results, beside them
@@ -190,7 +179,7 @@ def test_gbm_history_trains_on_the_cuts_with_their_weight() -> None:
 
 
 def test_cut_features_are_the_features_of_each_curves_first_points() -> None:
-    script = _script()
+    script = load_script("beyond_paper")
     lc = synthetic(0.5)
     short = LightCurve("short", lc.t[:40], lc.m[:40], lc.err[:40])
     x = script.cut_features([lc, short], (20, 50))
@@ -207,7 +196,7 @@ def test_cut_features_of_a_view_leave_too_short_views_missing() -> None:
     needs (dmdt.hybrid.MIN_VIEW_POINTS), so that cut is NaN; the first 60 are 15 and are not."""
     from dmdt.hybrid import MIN_VIEW_POINTS
 
-    script = _script()
+    script = load_script("beyond_paper")
     rng = np.random.default_rng(3)
     nights = 53500.0 + np.sort(rng.choice(3000, 40, replace=False)).astype(float)
     t = (nights[:, None] + np.arange(4) * 0.007).ravel()

@@ -3,14 +3,13 @@ the report script in --quick mode."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.special import softmax
+from script_helpers import load_script
 
 from trainer import calibration as cal
 from trainer import openset
@@ -136,19 +135,9 @@ def test_knn_distance_flags_far_points() -> None:
 # ------------------------------------------------------------------------- the report script
 
 
-def _script(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(name, REPO / f"scripts/{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_calibration_report_quick_and_probs_file(tmp_path: Path) -> None:
-    script = _script("calibration_report")
+    script = load_script("calibration_report")
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = ["--quick", "--per-class", "8", "--out", str(out), "--cache", str(cache)]
     assert script.main(args) == 0

@@ -3,13 +3,12 @@ learning curve itself (in one process and in two) and scripts/beyond_ceiling.py 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_helpers import load_script
 
 from trainer import beyond, ceiling
 
@@ -110,23 +109,12 @@ def test_learning_curve_is_the_same_in_one_process_and_in_two() -> None:
     assert rows[1]["accuracy"] == pytest.approx(np.mean([p.accuracy for p in full]))
 
 
-def _script():  # type: ignore[no-untyped-def]
-    path = REPO / "scripts/beyond_ceiling.py"
-    spec = importlib.util.spec_from_file_location("beyond_ceiling", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["beyond_ceiling"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_ceiling_script_quick_writes_its_report_and_leaves_the_docs_alone(tmp_path: Path) -> None:
     pytest.importorskip("lightgbm")
     committed = REPO / "docs/ceiling.md"
     before = committed.read_bytes() if committed.exists() else None
-    script = _script()
+    script = load_script("beyond_ceiling")
     out = tmp_path / "out"
     args = ["--quick", "--out", str(out), "--cache", str(tmp_path / "cache"), "--jobs", "1"]
     assert script.main(args) == 0

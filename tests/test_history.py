@@ -3,31 +3,18 @@ plain loop over the same curves, and the script's --quick report."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_helpers import load_script
 
 from dmdt.classify import lightcurve_counts
 from dmdt.hybrid import HybridClassifier
 from trainer import beyond, history
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(
-        "history_accuracy", REPO / "scripts/history_accuracy.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["history_accuracy"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +56,7 @@ def test_quick_report_is_written_and_the_docs_left_alone(tmp_path: Path) -> None
     pytest.importorskip("lightgbm")
     committed = REPO / "docs/history.md"
     before = committed.read_bytes() if committed.exists() else None
-    script = _script()
+    script = load_script("history_accuracy")
     out = tmp_path / "out"
     assert script.main(["--quick", "--out", str(out), "--jobs", "2"]) == 0
     doc = json.loads((out / "history.json").read_text())

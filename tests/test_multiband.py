@@ -3,13 +3,12 @@ of the transfer, and scripts/multiband.py in --quick mode."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_helpers import load_script
 
 from dmdt.lightcurves import LightCurve
 from trainer import multiband as mb
@@ -60,12 +59,7 @@ def test_crts_classes_map_to_eros_groups() -> None:
 
 @pytest.mark.slow
 def test_multiband_quick(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("multiband_script", REPO / "scripts/multiband.py")
-    assert spec is not None
-    assert spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    sys.modules["multiband_script"] = script
-    spec.loader.exec_module(script)
+    script = load_script("multiband", "multiband_script")
     out = tmp_path / "out"
     assert script.main(["--quick", "--per-class", "8", "--out", str(out)]) == 0
     doc = json.loads((out / "multiband.json").read_text())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_helpers import load_script
 
 from broker.settings import BrokerSettings
 
@@ -17,12 +17,7 @@ SCRIPT = REPO / "scripts" / "settings_table.py"
 
 
 def settings_table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("settings_table", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("settings_table")
 
 
 def test_doc_table_matches_the_settings_class() -> None:
