@@ -13,4 +13,4 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     __version__ = version("dmdt-broker")
 except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.1.0"
+    __version__ = "0.2.0"

@@ -12,4 +12,4 @@ import os
 # measurable (docs/streaming.md). Set before numba or torch loads OpenMP; an explicit value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

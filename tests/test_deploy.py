@@ -514,7 +514,7 @@ def test_trainer_job_and_gpu_overlay() -> None:
     assert claim["persistentVolumeClaim"]["claimName"] == pvc
     sts = gpu_statefulset()
     (consumer,) = sts["spec"]["template"]["spec"]["containers"]
-    assert consumer["image"] == "dmdt-broker/consumer-gpu:0.1.0"
+    assert consumer["image"] == "dmdt-broker/consumer-gpu:0.2.0"
     assert {"name": "DMDT_DEVICE", "value": "cuda"} in consumer["env"]
     assert consumer["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert consumer["readinessProbe"]["httpGet"]["path"] == "/readyz"  # kept from the base
