@@ -135,6 +135,7 @@ class App:
                 name,
                 schema_registry_url=settings.schema_registry_url,
                 schema_dir=settings.schema_dir,
+                forced_photometry=settings.forced_photometry,
             )
             for topic, name in settings.input_topics.items()
         }
@@ -153,6 +154,7 @@ class App:
             strict=settings.strict,
             features=self.features,
             min_probability=settings.min_probability,
+            object_records=bool(settings.object_topic),
         )
 
     # ---------------------------------------------------------------- control
@@ -330,6 +332,8 @@ class App:
         result = self.flow.call(lambda: self._process(records))
         for key, value in result.outputs:
             producer.produce(s.output_topic, value, key=key)
+        for key, value in result.objects:
+            producer.produce(s.object_topic, value, key=key)
         for dl_key, dl_value in result.dead_letters:
             producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
         # At-least-once: input offsets are stored only after the batch's state is durable (its
@@ -373,6 +377,12 @@ class App:
             m.alerts_unknown.labels(topic=topic).inc(n)
         for (topic, reason), n in r.dead_reasons.items():
             m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+        for (survey, reason), n in r.dropped_detections.items():
+            m.detections_dropped.labels(survey=survey, reason=reason).inc(n)
+        for (survey, fallback), n in r.photometry_fallbacks.items():
+            m.photometry_fallbacks.labels(survey=survey, fallback=fallback).inc(n)
+        m.state_rows_reset.inc(r.rows_reset)
+        m.objects_classified.inc(len(r.objects))
         m.batch_size.observe(n_records)
         m.decode_seconds.observe(r.decode_s)
         m.update_seconds.observe(r.update_s)

@@ -1,25 +1,38 @@
 """Survey alert decoders: Kafka message bytes -> one DecodedAlert per band (pure, no Kafka).
 
-Decoders are chosen per topic by name (`make_decoder`):
+Decoders are chosen per topic by name (`make_decoder`). What a magnitude means is the survey's
+(broker.photometry, docs/surveys.md): each alert carries, per band, the points of the kind of
+light curve it proposes for a new source (``photometry``: total or difference) and, where the
+survey offers both, the other kind too (``other``); the pipeline uses the kind its state already
+decided for the source, so one source never mixes the two.
 
 - ``ztf``: each message is an Avro object container file holding one alert with its writer schema
-  embedded (``candidate`` + ``prv_candidates``). Detections are entries with a non-null ``magpsf``;
-  non-detections (null or absent ``magpsf``, upper limits) are ignored. Time: MJD = jd - 2400000.5.
-  Bands: fid 1 = g, 2 = r, 3 = i.
+  embedded (``candidate`` + ``prv_candidates`` [+ ``fp_hists``, schema 4.x]). Detections are
+  entries with a non-null ``magpsf``; non-detections (upper limits) are ignored. Total points are
+  DC magnitudes from ``magnr`` / ``magpsf`` / ``isdiffpos`` for detections whose reference
+  counterpart is within 1.4" (``distnr``), difference points are ``magpsf`` of positive
+  differences. An alert proposes total when its earliest detection in the band has a counterpart.
+  With ``forced`` the forced photometry (``fp_hists``) adds total points. Time: MJD = jd -
+  2400000.5. Bands: fid 1 = g, 2 = r, 3 = i.
 - ``rubin``: Confluent wire format (byte 0 = 0, bytes 1-4 = big-endian schema id, schemaless Avro).
   The schema comes from a Schema Registry (GET /schemas/ids/{id}) when a URL is given, else from
   the official files in ``schemas/rubin/<major>/<minor>/`` (id = 100 * major + minor, lsst.v10_0 ->
-  1000). Detections: ``diaSource`` + ``prvDiaSources`` with psfFlux > 0 [nJy]; mag = 31.4 - 2.5
-  log10(psfFlux), magerr = 1.0857 psfFluxErr / psfFlux; time = midpointMjdTai; null, NaN or
-  non-positive flux is ignored (no magnitude exists).
+  1000). Points are always total: ``scienceFlux`` [nJy] (fallback ``templateFlux + psfFlux``) of
+  ``diaSource`` + ``prvDiaSources`` (+ ``prvDiaForcedSources`` with ``forced``), whatever the sign
+  of the difference flux; m = 31.4 - 2.5 log10(flux), magerr = 1.0857 fluxErr / flux; time =
+  midpointMjdTai.
 - ``lightcurve``: our own ``lightcurve_alert`` schema, schemaless with the Confluent framing and an
   id from ``schemas/registry.json`` (the framing of Rubin and of our outputs: one code path, and
-  schema evolution by id); encoded by `broker.encode.encode_lightcurve_alert`.
+  schema evolution by id); encoded by `broker.encode.encode_lightcurve_alert`. Its magnitudes are
+  taken as sent, of the kind its ``photometry`` field says (1.1; total in 1.0).
 
 Bad-input policy: every failure is a `DecodeError` whose ``reason`` is one of `REASONS`; times,
-magnitudes and errors must be finite and errors non-negative, or the whole message is rejected
-(``invalid_value``). Caps (``too_large``): `MAX_MESSAGE_BYTES` per message, `MAX_DETECTIONS`
-detections per message (all bands, history included; ZTF repeats 30 days, Rubin 12 months, both far
+magnitudes, fluxes and errors must be finite and errors non-negative, or the whole message is
+rejected (``invalid_value``); a message without any detection is ``empty_lightcurve``.
+Detections that make no point of a kind are counted by reason (`Points.dropped`): an alert can
+carry no point at all (a ZTF transient's negative difference), which is no fault of the input. Caps
+(``too_large``): `MAX_MESSAGE_BYTES` per message, `MAX_DETECTIONS` detections per message (all
+bands, history and forced photometry included; ZTF repeats 30 days, Rubin 12 months, both far
 below it), and `MAX_CONTAINER_RECORDS` alerts per ZTF container. Writer schemas are parsed once;
 schemas that arrive with the data are checked for recursion and zero-size array items first.
 """
@@ -27,13 +40,15 @@ schemas that arrive with the data are checked for recursion and zero-size array 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import fastavro
 import numpy as np
 
+from broker import photometry as ph
 from broker.avro import (
     MAX_CONTAINER_RECORDS,
     MAX_MESSAGE_BYTES,
@@ -46,6 +61,7 @@ from broker.avro import (
     read_container,
     unframe,
 )
+from broker.photometry import DIFFERENCE, TOTAL, Points
 from broker.registry import (
     HttpSchemaRegistry,
     SchemaRegistryUnavailable,
@@ -74,13 +90,14 @@ MAX_DETECTIONS = 10_000
 JD_MINUS_MJD = 2400000.5
 ZTF_BANDS = {1: "g", 2: "r", 3: "i"}
 RUBIN_BANDS = frozenset("ugrizy")
-RUBIN_ZEROPOINT = 31.4  # AB magnitude of 1 nJy
-MAGERR_PER_RELATIVE_FLUX = 2.5 / math.log(10)  # 1.0857
 
 
 @dataclass(frozen=True, eq=False)
 class DecodedAlert:
-    """One source's light curve in one band, as one alert message carried it."""
+    """One source's light curve in one band, as one alert message carried it.
+
+    ``t``, ``m``, ``err`` are the points of the kind ``photometry`` this alert proposes for a new
+    source; ``other`` holds the points of the other kind where the survey offers both (ZTF)."""
 
     alert_id: int
     source_id: str
@@ -93,11 +110,23 @@ class DecodedAlert:
     m: np.ndarray  # (n,) float64 magnitude
     err: np.ndarray  # (n,) float64 1-sigma magnitude error, >= 0
     label: str | None = None
+    photometry: str = TOTAL  # broker.photometry.TOTAL or DIFFERENCE
+    dropped: Counter[str] = field(default_factory=Counter)  # detections with no point, by reason
+    fallbacks: Counter[str] = field(default_factory=Counter)  # documented fallbacks used
+    other: Points | None = None  # the other kind's points (ZTF), else None
 
     @property
     def n(self) -> int:
-        """Number of detections."""
+        """Number of points."""
         return int(self.t.size)
+
+    def points(self, kind: str) -> Points | None:
+        """This alert's points of one kind (None where the survey offers no such points)."""
+        if kind == self.photometry:
+            return Points(kind, self.t, self.m, self.err, self.dropped, self.fallbacks)
+        if self.other is not None and self.other.kind == kind:
+            return self.other
+        return None
 
 
 class Decoder(Protocol):
@@ -109,57 +138,61 @@ class Decoder(Protocol):
 
 
 class _Bands:
-    """Detections collected per band in arrival order, then validated into DecodedAlerts."""
+    """A message's detections collected per band in arrival order, as rows of survey columns."""
 
     def __init__(self, max_detections: int) -> None:
         self.max_detections = max_detections
         self.count = 0
-        self.points: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        self.rows: dict[str, list[tuple[float, ...]]] = {}
 
-    def add(self, band: str, t: float, m: float, err: float) -> None:
+    def add(self, band: str, *values: float) -> None:
         self.count += 1
         if self.count > self.max_detections:
             raise DecodeError("too_large", f"over {self.max_detections} detections in one message")
-        ts, ms, es = self.points.setdefault(band, ([], [], []))
-        ts.append(t)
-        ms.append(m)
-        es.append(err)
+        self.rows.setdefault(band, []).append(values)
 
-    def alerts(
-        self,
-        alert_id: int,
-        source_id: str,
-        survey: str,
-        ra: float | None,
-        dec: float | None,
-        alert_time: float,
-        label: str | None = None,
-    ) -> list[DecodedAlert]:
-        if not self.points:
-            raise DecodeError("empty_lightcurve", f"no detection in alert {alert_id}")
-        if not math.isfinite(alert_time):
-            raise DecodeError("invalid_value", f"alert time {alert_time}")
-        for name, coord in (("ra", ra), ("dec", dec)):
-            if coord is not None and not math.isfinite(coord):
-                raise DecodeError("invalid_value", f"{name} {coord}")
-        out = []
-        for band, points in self.points.items():
-            # one (3, n) array per band: few numpy calls, as most alerts carry a few points
-            tme = np.array(points, dtype=np.float64)
-            if not np.isfinite(tme).all():
-                what = ("time", "magnitude", "error")[int(np.argmin(np.isfinite(tme).all(1)))]
-                raise DecodeError("invalid_value", f"non-finite {what} in band {band}")
-            if tme[2].min() < 0:
-                raise DecodeError("invalid_value", f"negative magnitude error in band {band}")
-            if tme.shape[1] > 1 and (tme[0, 1:] < tme[0, :-1]).any():
-                tme = tme[:, np.argsort(tme[0], kind="stable")]
-            t, m, err = tme
-            out.append(
-                DecodedAlert(
-                    alert_id, source_id, survey, band, ra, dec, alert_time, t, m, err, label
-                )
-            )
-        return out
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per band a float64 ``(n_columns, n)`` array, rows in arrival order."""
+        return {band: np.array(rows, dtype=np.float64).T for band, rows in self.rows.items()}
+
+
+def _check_finite(band: str, **arrays: np.ndarray) -> None:
+    for name, a in arrays.items():
+        if not np.isfinite(a).all():
+            raise DecodeError("invalid_value", f"non-finite {name} in band {band}")
+
+
+def _check_error(band: str, err: np.ndarray) -> None:
+    if err.size and err.min() < 0:
+        raise DecodeError("invalid_value", f"negative magnitude error in band {band}")
+
+
+def _alerts(
+    choices: dict[str, tuple[Points, Points | None]],
+    alert_id: int,
+    source_id: str,
+    survey: str,
+    ra: float | None,
+    dec: float | None,
+    alert_time: float,
+    label: str | None = None,
+) -> list[DecodedAlert]:
+    """DecodedAlerts of a message from each band's (proposed points, other kind's points)."""
+    if not math.isfinite(alert_time):
+        raise DecodeError("invalid_value", f"alert time {alert_time}")
+    for name, coord in (("ra", ra), ("dec", dec)):
+        if coord is not None and not math.isfinite(coord):
+            raise DecodeError("invalid_value", f"{name} {coord}")
+    if not any(p.n or p.dropped.total() for p, _ in choices.values()):
+        raise DecodeError("empty_lightcurve", f"no detection in alert {alert_id}")
+    out = []
+    for band, (p, other) in choices.items():
+        alert = DecodedAlert(
+            alert_id, source_id, survey, band, ra, dec, alert_time, p.t, p.m, p.err, label,
+            p.kind, p.dropped, p.fallbacks, other,
+        )  # fmt: skip
+        out.append(alert)
+    return out
 
 
 def _required(record: dict[str, Any], key: str, where: str) -> Any:
@@ -167,6 +200,10 @@ def _required(record: dict[str, Any], key: str, where: str) -> Any:
     if value is None:
         raise DecodeError("missing_field", f"{where}.{key} is null or absent")
     return value
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 # ---------------------------------------------------------------- ZTF
@@ -187,8 +224,29 @@ def _record(name: str, namespace: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-# Reader schemas: only what the broker uses; fastavro skips the rest (cutouts included).
-_ZTF_POINT = {"jd": "double", "fid": "int", "magpsf": ("double",), "sigmapsf": ("double",)}
+# Reader schemas: only what the broker uses; fastavro skips the rest (cutouts included). Fields a
+# writer lacks (fp_hists before schema 4) read as their default, null.
+_ZTF_POINT = {
+    "jd": "double",
+    "fid": "int",
+    "magpsf": ("double",),
+    "sigmapsf": ("double",),
+    "isdiffpos": ("string",),
+    "magnr": ("double",),
+    "sigmagnr": ("double",),
+    "distnr": ("double",),
+}
+_ZTF_FORCED = {
+    "jd": "double",
+    "fid": "int",
+    "forcediffimflux": ("double",),
+    "forcediffimfluxunc": ("double",),
+    "procstatus": ("string",),
+    "magzpsci": ("double",),
+    "magnr": ("double",),
+    "sigmagnr": ("double",),
+    "distnr": ("double",),
+}
 _ZTF_READER = _record(
     "alert",
     "ztf",
@@ -198,7 +256,72 @@ _ZTF_READER = _record(
     prv_candidates=(
         {"type": "array", "items": _record("prv_candidate", "ztf.alert", **_ZTF_POINT)},
     ),
+    fp_hists=({"type": "array", "items": _record("fp_hist", "ztf.alert", **_ZTF_FORCED)},),
 )
+
+
+def ztf_points(detections: np.ndarray, forced: np.ndarray | None = None) -> tuple[Points, Points]:
+    """A band's (total, difference) points from its detections' columns (jd, magpsf, sigmapsf,
+    sign, magnr, sigmagnr, distnr; arrival order) and forced photometry (jd, flux, flux_err,
+    magzpsci, magnr, sigmagnr, distnr, procstatus ok as 1/0), see broker.photometry."""
+    jd, magpsf, sigmapsf, sign, magnr, sigmagnr, distnr = detections
+    t = jd - JD_MINUS_MJD
+    signed = sign != 0
+    near = ph.ztf_near(distnr, magnr, sigmagnr) & signed
+    m_tot, e_tot, positive = ph.ztf_dc_magnitudes(magpsf, sigmapsf, sign, magnr)
+    total_ok = near & positive
+    with np.errstate(invalid="ignore"):
+        far = ~np.isnan(distnr) & (distnr >= ph.ZTF_NEAR_ARCSEC)
+    dropped_total = Counter(
+        {
+            ph.SIGN_MISSING: int((~signed).sum()),
+            ph.REFERENCE_FAR: int((signed & far & ~near).sum()),
+            ph.REFERENCE_MISSING: int((signed & ~far & ~near).sum()),
+            ph.NONPOSITIVE_FLUX: int((near & ~positive).sum()),
+        }
+    )
+    t_tot, m_tot, e_tot = t[total_ok], m_tot[total_ok], e_tot[total_ok]
+    if forced is not None and forced.shape[1]:
+        f_jd, flux, flux_err, zp, f_magnr, f_sigmagnr, f_distnr, status_ok = forced
+        valid = (status_ok == 1) & np.isfinite(flux) & (flux != ph.ZTF_MISSING)
+        valid &= np.isfinite(flux_err) & (flux_err > 0) & np.isfinite(zp)
+        f_near = ph.ztf_near(f_distnr, f_magnr, f_sigmagnr)
+        f_m, f_e, f_pos = ph.ztf_forced_dc_magnitudes(
+            np.where(valid, flux, 0.0), np.where(valid, flux_err, 0.0), np.where(valid, zp, 0.0),
+            np.where(f_near, f_magnr, 0.0),
+        )  # fmt: skip
+        f_t = f_jd - JD_MINUS_MJD
+        new_epoch = ~np.isin(f_t, t)  # a detected epoch keeps its detection
+        dropped_total[ph.FORCED_FLAGGED] += int((~valid & new_epoch).sum())
+        dropped_total[ph.REFERENCE_MISSING] += int((valid & ~f_near & new_epoch).sum())
+        dropped_total[ph.NONPOSITIVE_FLUX] += int((valid & f_near & ~f_pos & new_epoch).sum())
+        use = valid & f_near & f_pos & new_epoch
+        t_tot = np.concatenate([t_tot, f_t[use]])
+        m_tot = np.concatenate([m_tot, f_m[use]])
+        e_tot = np.concatenate([e_tot, f_e[use]])
+    positive_diff = sign > 0
+    dropped_diff = Counter(
+        {
+            ph.SIGN_MISSING: int((~signed).sum()),
+            ph.NEGATIVE_DIFFERENCE: int((sign < 0).sum()),
+        }
+    )
+    total = ph.sorted_points(TOTAL, t_tot, m_tot, e_tot, +dropped_total)
+    difference = ph.sorted_points(
+        DIFFERENCE, t[positive_diff], magpsf[positive_diff], sigmapsf[positive_diff], +dropped_diff
+    )
+    return total, difference
+
+
+def ztf_proposal(detections: np.ndarray) -> str:
+    """The kind a band's alert proposes: total if its earliest detection has a reference
+    counterpart (ALeRCE's rule for the first detection of an object in a band), else
+    difference."""
+    jd, _, _, _, magnr, sigmagnr, distnr = detections
+    first = int(np.argmin(jd))  # the first of equal times
+    near = ph.ztf_near(distnr[first : first + 1], magnr[first : first + 1],
+                       sigmagnr[first : first + 1])  # fmt: skip
+    return TOTAL if bool(near[0]) else DIFFERENCE
 
 
 class ZtfDecoder:
@@ -207,10 +330,14 @@ class ZtfDecoder:
     name = "ztf"
 
     def __init__(
-        self, max_bytes: int = MAX_MESSAGE_BYTES, max_detections: int = MAX_DETECTIONS
+        self,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        max_detections: int = MAX_DETECTIONS,
+        forced: bool = True,
     ) -> None:
         self.max_bytes = max_bytes
         self.max_detections = max_detections
+        self.forced = forced  # use fp_hists (forced photometry) for total light curves
         self._schemas = SchemaCache()
         self._reader = fastavro.parse_schema(_ZTF_READER)
 
@@ -242,30 +369,64 @@ class ZtfDecoder:
             sigma = point["sigmapsf"]
             if sigma is None:
                 raise DecodeError("missing_field", f"detection {i} has magpsf but no sigmapsf")
-            bands.add(band, point["jd"] - JD_MINUS_MJD, mag, sigma)
-        return bands.alerts(
-            candid,
-            object_id,
-            "ztf",
-            candidate["ra"],
-            candidate["dec"],
+            bands.add(
+                band, point["jd"], mag, sigma, ph.ztf_sign(point["isdiffpos"]),
+                _nan(point["magnr"]), _nan(point["sigmagnr"]), _nan(point["distnr"]),
+            )  # fmt: skip
+        forced = _Bands(self.max_detections - bands.count)
+        for point in (record["fp_hists"] or []) if self.forced else []:
+            band = ZTF_BANDS.get(point["fid"])
+            if band is None:
+                raise DecodeError("invalid_value", f"unknown ZTF fid {point['fid']} in fp_hists")
+            status = point["procstatus"]
+            forced.add(
+                band, point["jd"], _nan(point["forcediffimflux"]),
+                _nan(point["forcediffimfluxunc"]), _nan(point["magzpsci"]), _nan(point["magnr"]),
+                _nan(point["sigmagnr"]), _nan(point["distnr"]), float(status in (None, "0")),
+            )  # fmt: skip
+        forced_columns = forced.columns()
+        choices: dict[str, tuple[Points, Points | None]] = {}
+        for band, columns in bands.columns().items():
+            _check_finite(band, time=columns[0], magnitude=columns[1], error=columns[2])
+            _check_error(band, columns[2])
+            total, difference = ztf_points(columns, forced_columns.get(band))
+            if ztf_proposal(columns) == TOTAL:
+                choices[band] = (total, difference)
+            else:
+                choices[band] = (difference, total)
+        for band, columns in forced_columns.items():  # forced photometry of undetected bands
+            if band not in choices:
+                _check_finite(band, time=columns[0])
+                total, _ = ztf_points(np.zeros((7, 0)), columns)
+                if total.n:
+                    choices[band] = (total, None)
+        return _alerts(
+            choices, candid, object_id, "ztf", candidate["ra"], candidate["dec"],
             candidate["jd"] - JD_MINUS_MJD,
-        )
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- Rubin
 
 
+_RUBIN_FLUXES = {
+    "midpointMjdTai": "double",
+    "psfFlux": ("double",),
+    "psfFluxErr": ("double",),
+    "scienceFlux": ("double",),
+    "scienceFluxErr": ("double",),
+    "band": ("string",),
+}
 _RUBIN_SOURCE = {
     "diaSourceId": "long",
     "diaObjectId": ("long",),
     "ssObjectId": ("long",),
-    "midpointMjdTai": "double",
     "ra": "double",
     "dec": "double",
-    "psfFlux": ("double",),
-    "psfFluxErr": ("double",),
-    "band": ("string",),
+    **_RUBIN_FLUXES,
+    "templateFlux": ("double",),
+    "templateFluxErr": ("double",),
+    "forced_PsfFlux_flag": ("boolean",),  # the forced PSF fit on the science image failed
 }
 _RUBIN_READER = _record(
     "alert",
@@ -273,8 +434,50 @@ _RUBIN_READER = _record(
     diaSourceId="long",
     diaSource=_record("diaSource", "lsst.v10_0", **_RUBIN_SOURCE),
     prvDiaSources=({"type": "array", "items": "lsst.v10_0.diaSource"},),
+    prvDiaForcedSources=(
+        {"type": "array", "items": _record("diaForcedSource", "lsst.v10_0", **_RUBIN_FLUXES)},
+    ),
     diaObject=(_record("diaObject", "lsst.v10_0", diaObjectId="long"),),
 )
+
+
+def rubin_points(detections: np.ndarray, forced: np.ndarray | None = None) -> Points:
+    """A band's total points from its detections' columns (time, scienceFlux, scienceFluxErr,
+    templateFlux, templateFluxErr, psfFlux, psfFluxErr, forced_PsfFlux_flag as 1/0; NaN for
+    null) and forced photometry (time, scienceFlux, scienceFluxErr): scienceFlux unless null or
+    flagged, else templateFlux + psfFlux (a counted fallback), as AB magnitudes; a negative
+    difference flux is a measurement like any other."""
+    t, sci, sci_err, tmpl, tmpl_err, diff, diff_err, flagged = detections
+    has_sci = ~np.isnan(sci) & ~np.isnan(sci_err) & (flagged != 1)
+    fallback = ~has_sci & ~np.isnan(tmpl) & ~np.isnan(diff) & ~np.isnan(tmpl_err)
+    fallback &= ~np.isnan(diff_err)
+    flux = np.where(has_sci, sci, tmpl + diff)
+    flux_err = np.where(has_sci, sci_err, np.hypot(tmpl_err, diff_err))
+    usable = has_sci | fallback
+    m, e, positive = ph.flux_magnitudes(np.where(usable, flux, 0.0),
+                                        np.where(usable, flux_err, 0.0))  # fmt: skip
+    dropped = Counter(
+        {
+            ph.FLUX_MISSING: int((~usable).sum()),
+            ph.NONPOSITIVE_FLUX: int((usable & ~positive).sum()),
+        }
+    )
+    keep = usable & positive
+    fallbacks = Counter({ph.TEMPLATE_PLUS_DIFFERENCE: int((fallback & positive).sum())})
+    t_out, m_out, e_out = t[keep], m[keep], e[keep]
+    if forced is not None and forced.shape[1]:
+        f_t, f_flux, f_err = forced
+        new_epoch = ~np.isin(f_t, t)  # a detected epoch keeps its detection
+        f_usable = ~np.isnan(f_flux) & ~np.isnan(f_err)
+        f_m, f_e, f_pos = ph.flux_magnitudes(np.where(f_usable, f_flux, 0.0),
+                                             np.where(f_usable, f_err, 0.0))  # fmt: skip
+        dropped[ph.FORCED_FLAGGED] += int((~f_usable & new_epoch).sum())
+        dropped[ph.NONPOSITIVE_FLUX] += int((f_usable & ~f_pos & new_epoch).sum())
+        use = f_usable & f_pos & new_epoch
+        t_out = np.concatenate([t_out, f_t[use]])
+        m_out = np.concatenate([m_out, f_m[use]])
+        e_out = np.concatenate([e_out, f_e[use]])
+    return ph.sorted_points(TOTAL, t_out, m_out, e_out, +dropped, +fallbacks)
 
 
 class RubinDecoder:
@@ -289,10 +492,12 @@ class RubinDecoder:
         max_bytes: int = MAX_MESSAGE_BYTES,
         max_detections: int = MAX_DETECTIONS,
         registry_timeout_s: float = 5.0,
+        forced: bool = True,
     ) -> None:
         self.max_bytes = max_bytes
         self.max_detections = max_detections
         self.schema_dir = schema_dir
+        self.forced = forced  # use prvDiaForcedSources (forced photometry)
         self._http = (
             HttpSchemaRegistry(schema_registry_url, registry_timeout_s)
             if schema_registry_url
@@ -305,6 +510,15 @@ class RubinDecoder:
         if self._http is not None:
             return self._http.schema(schema_id)
         return rubin_local_schema(schema_id, self.schema_dir)
+
+    @staticmethod
+    def _band(point: dict[str, Any], where: str) -> str:
+        band = point["band"]
+        if band is None:
+            raise DecodeError("missing_field", f"{where} has no band")
+        if band not in RUBIN_BANDS:
+            raise DecodeError("invalid_value", f"unknown Rubin band {band!r}")
+        return str(band)
 
     def __call__(self, data: bytes) -> list[DecodedAlert]:
         check_size(data, self.max_bytes)
@@ -321,31 +535,47 @@ class RubinDecoder:
             raise DecodeError("missing_field", "diaSource has neither diaObjectId nor ssObjectId")
         bands = _Bands(self.max_detections)
         for i, point in enumerate([source, *history]):
-            flux = point["psfFlux"]
-            if flux is None or not flux > 0:
-                continue  # no magnitude for null, NaN or non-positive difference flux
-            band = point["band"]
-            if band is None:
-                raise DecodeError("missing_field", f"diaSource {i} has no band")
-            if band not in RUBIN_BANDS:
-                raise DecodeError("invalid_value", f"unknown Rubin band {band!r}")
-            flux_err = point["psfFluxErr"]
-            if flux_err is None:
-                raise DecodeError("missing_field", f"diaSource {i} has psfFlux but no psfFluxErr")
             bands.add(
-                band,
-                point["midpointMjdTai"],
-                RUBIN_ZEROPOINT - 2.5 * math.log10(flux),
-                MAGERR_PER_RELATIVE_FLUX * flux_err / flux,
-            )
-        return bands.alerts(
-            record["diaSourceId"],
-            source_id,
-            "rubin",
-            source["ra"],
-            source["dec"],
+                self._band(point, f"diaSource {i}"), point["midpointMjdTai"],
+                _nan(point["scienceFlux"]), _nan(point["scienceFluxErr"]),
+                _nan(point["templateFlux"]), _nan(point["templateFluxErr"]),
+                _nan(point["psfFlux"]), _nan(point["psfFluxErr"]),
+                float(bool(point["forced_PsfFlux_flag"])),
+            )  # fmt: skip
+        forced = _Bands(self.max_detections - bands.count)
+        for i, point in enumerate((record["prvDiaForcedSources"] or []) if self.forced else []):
+            forced.add(
+                self._band(point, f"diaForcedSource {i}"), point["midpointMjdTai"],
+                _nan(point["scienceFlux"]), _nan(point["scienceFluxErr"]),
+            )  # fmt: skip
+        forced_columns = forced.columns()
+        choices: dict[str, tuple[Points, Points | None]] = {}
+        for band, columns in bands.columns().items():
+            _check_inputs(band, columns)
+            choices[band] = (rubin_points(columns, forced_columns.get(band)), None)
+        for band, columns in forced_columns.items():  # forced photometry of undetected bands
+            if band not in choices:
+                _check_inputs(band, columns)
+                points = rubin_points(np.zeros((8, 0)), columns)
+                if points.n:
+                    choices[band] = (points, None)
+        return _alerts(
+            choices, record["diaSourceId"], source_id, "rubin", source["ra"], source["dec"],
             source["midpointMjdTai"],
-        )
+        )  # fmt: skip
+
+
+def _check_inputs(band: str, columns: np.ndarray) -> None:
+    """Rubin columns (time, then flux and error pairs; detections end with their flag):
+    finite times; fluxes and errors finite where present (NaN marks a null), errors
+    non-negative."""
+    _check_finite(band, time=columns[0])
+    values = columns[1:7] if columns.shape[0] == 8 else columns[1:]
+    if np.isinf(values).any():
+        raise DecodeError("invalid_value", f"infinite flux or error in band {band}")
+    with np.errstate(invalid="ignore"):
+        if (values[1::2] < 0).any():
+            raise DecodeError("invalid_value", f"negative flux error in band {band}")
 
 
 # ---------------------------------------------------------------- our own lightcurve_alert
@@ -377,10 +607,17 @@ class LightcurveDecoder:
             raise DecodeError("missing_field", "empty source_id")
         if not record["band"]:
             raise DecodeError("missing_field", "empty band")
-        bands = _Bands(self.max_detections)
-        for point in detections:
-            bands.add(record["band"], point["mjd"], point["mag"], point["magerr"])
-        return bands.alerts(
+        band = record["band"]
+        kind = record["photometry"]
+        if kind not in ph.KINDS:
+            raise DecodeError("invalid_value", f"photometry {kind!r}: expected one of {ph.KINDS}")
+        tme = np.array([(p["mjd"], p["mag"], p["magerr"]) for p in detections], np.float64)
+        t, m, err = tme.T.reshape(3, -1)
+        _check_finite(band, time=t, magnitude=m, error=err)
+        _check_error(band, err)
+        points = ph.sorted_points(kind, t, m, err)
+        return _alerts(
+            {band: (points, None)},
             record["alert_id"],
             record["source_id"],
             record["survey"],
@@ -392,13 +629,17 @@ class LightcurveDecoder:
 
 
 def make_decoder(
-    name: str, *, schema_registry_url: str | None = None, schema_dir: Path = SCHEMA_DIR
+    name: str,
+    *,
+    schema_registry_url: str | None = None,
+    schema_dir: Path = SCHEMA_DIR,
+    forced_photometry: bool = True,
 ) -> Decoder:
     """The decoder configured for a topic, by name: ztf, rubin or lightcurve."""
     if name == "ztf":
-        return ZtfDecoder()
+        return ZtfDecoder(forced=forced_photometry)
     if name == "rubin":
-        return RubinDecoder(schema_registry_url, schema_dir)
+        return RubinDecoder(schema_registry_url, schema_dir, forced=forced_photometry)
     if name == "lightcurve":
         return LightcurveDecoder(schema_dir)
     raise ValueError(f"unknown decoder {name!r}; expected one of {', '.join(DECODER_NAMES)}")

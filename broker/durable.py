@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from broker.photometry import TOTAL
 from broker.state import MemoryState, PartitionId, SourceKey, SourceState
 from broker.store import (
     RocksStore,
@@ -38,7 +39,9 @@ from broker.store import (
     decode_row,
     encode_key,
     encode_row,
+    row_photometry,
     row_points,
+    row_rank,
     store_path,
 )
 from dmdt.grids import Grid
@@ -71,6 +74,7 @@ class DurableState:
         self.cache_rows = cache_rows
         self.on_event = on_event  # ("loaded" | "evicted" | "restored" | "persisted", n): metrics
         self.table = HistogramTable(grid, rows=min(cache_rows, 4096) + 64, points=1 << 20)
+        self._kind: dict[SourceKey, str] = {}  # light-curve kind of rows in memory, if not TOTAL
         self._lru: dict[SourceKey, PartitionId] = {}  # held rows, least recently used first
         self._by_partition: dict[PartitionId, set[SourceKey]] = {}
         self._dirty: dict[PartitionId, set[SourceKey]] = {}
@@ -97,6 +101,7 @@ class DurableState:
             value = self._prefetched.get(key) if key in self._prefetched else found[key]
             if value is not None:
                 self.table.load(key, decode_row(value, self.grid))
+                self._set_kind(key, row_photometry(value))
                 loaded += 1
         self._prefetched.clear()
         self._event("loaded", loaded)
@@ -123,6 +128,43 @@ class DurableState:
             if n:
                 self._dirty.setdefault(part, set()).add(key)
         return self.table.rows(keys, create=False)
+
+    def _set_kind(self, key: SourceKey, kind: str) -> None:
+        if kind == TOTAL:
+            self._kind.pop(key, None)
+        else:
+            self._kind[key] = kind
+
+    def photometry(self, keys: Sequence[SourceKey]) -> list[str | None]:
+        """Each key's light-curve kind, from memory or the store (rows `held` read are reused);
+        None for a key without a row."""
+        out: list[str | None] = [None] * len(keys)
+        cold: list[SourceKey] = []
+        for i, key in enumerate(keys):
+            if key in self.table:
+                out[i] = self._kind.get(key, TOTAL)
+            elif key not in self._prefetched:
+                cold.append(key)
+        cold = list(dict.fromkeys(cold))
+        self._prefetched.update(
+            (k, v) for k, v in zip(cold, self.store.get_many(cold), strict=True) if v is not None
+        )
+        for i, key in enumerate(keys):
+            if out[i] is None and key in self._prefetched:
+                out[i] = row_photometry(self._prefetched[key])
+        return out
+
+    def decide(self, kinds: dict[SourceKey, str], reset: Sequence[SourceKey] = ()) -> None:
+        """Record new rows' kinds; ``reset`` rows lose their points (written at the next flush,
+        where the row's new version replaces the old one: `row_rank`)."""
+        empty: dict[str, np.ndarray] = {"t": np.zeros(0), "m": np.zeros(0), "err": np.zeros(0),
+                                        "counts": np.zeros(self.grid.shape, np.int32)}  # fmt: skip
+        for key in reset:
+            self._prefetched.pop(key, None)
+            self.table.load(key, empty)  # shadows the stored row
+        self._load(kinds)  # stored rows first, so that the decision is not read over
+        for key, kind in kinds.items():
+            self._set_kind(key, kind)
 
     def n_points(self, rows: np.ndarray) -> np.ndarray:
         """Distinct points held per row."""
@@ -170,7 +212,13 @@ class DurableState:
             return
         try:
             records = [
-                (part, encode_key(key), encode_row(self.table.export(key), self.grid))
+                (
+                    part,
+                    encode_key(key),
+                    encode_row(
+                        self.table.export(key), self.grid, photometry=self._kind.get(key, TOTAL)
+                    ),
+                )
                 for part, keys in taken.items()
                 for key in keys
                 if key in self.table
@@ -199,6 +247,7 @@ class DurableState:
         for key, part in victims:
             del self._lru[key]
             self._by_partition[part].discard(key)
+            self._kind.pop(key, None)
             self.table.drop(key)
         self._event("evicted", len(victims))
 
@@ -213,6 +262,7 @@ class DurableState:
             self._dirty.pop(part, None)
             for key in self._by_partition.pop(part, set()):
                 self._lru.pop(key, None)
+                self._kind.pop(key, None)
                 if key in self.table:
                     self.table.drop(key)
                     dropped += 1
@@ -280,15 +330,15 @@ class DurableState:
         return False
 
     def _merge(self, rows: list[tuple[bytes, bytes]], part: PartitionId, applied: int) -> None:
-        """Write restored rows to the store, keeping the version with more points (the newer)."""
+        """Write restored rows to the store, keeping the newer version of each (`row_rank`)."""
         latest: dict[SourceKey, bytes] = {}
         for k, v in rows:
             key = decode_key(k)
-            if key not in latest or row_points(v) >= row_points(latest[key]):
+            if key not in latest or row_rank(v) >= row_rank(latest[key]):
                 latest[key] = v
         keys = list(latest)
         for key, have in zip(keys, self.store.get_many(keys), strict=True):
-            if have is not None and row_points(have) > row_points(latest[key]):
+            if have is not None and row_rank(have) > row_rank(latest[key]):
                 del latest[key]
         self.store.write(latest.items(), {part: applied})
         self._event("restored", len(latest))

@@ -69,6 +69,12 @@ class Classification:
     # predicted_class, or UNKNOWN when its probability is below the broker's min_probability;
     # None in records written before classification 1.1 had the field
     thresholded_class: str | None = None
+    # classification 1.2: total or difference (band records); None in object records and in
+    # records written before 1.2
+    photometry: str | None = None
+    scope: str = "band"  # "band", or "object": the object's bands combined (bands below)
+    # object records: (band, n_points, photometry, predicted_class, probability) per band
+    bands: tuple[tuple[str, int, str, str, float], ...] = ()
     broker_name: str = BROKER_NAME
     broker_version: str = __version__
 
@@ -110,6 +116,12 @@ def encode_classification(c: Classification, schema_dir: Path = SCHEMA_DIR) -> b
         "publish_timestamp": c.publish_timestamp,
         "features_n_points": c.features_n_points,
         "thresholded_class": c.thresholded_class,
+        "photometry": c.photometry,
+        "scope": c.scope,
+        "bands": [
+            {"band": b, "n_points": n, "photometry": k, "predicted_class": best, "probability": p}
+            for b, n, k, best, p in c.bands
+        ],
     }
     return encode_record("classification", record, schema_dir)
 
@@ -133,6 +145,12 @@ def decode_classification(data: bytes, schema_dir: Path = SCHEMA_DIR) -> Classif
         alert_timestamp=_ms(r["alert_timestamp"]),
         features_n_points=r["features_n_points"],
         thresholded_class=r["thresholded_class"],
+        photometry=r["photometry"],
+        scope=r["scope"],
+        bands=tuple(
+            (e["band"], e["n_points"], e["photometry"], e["predicted_class"], e["probability"])
+            for e in r["bands"]
+        ),
         broker_name=r["broker_name"],
         broker_version=r["broker_version"],
     )
@@ -154,6 +172,7 @@ def lightcurve_record(alert: DecodedAlert) -> dict[str, Any]:
             for t, m, e in zip(alert.t[order], alert.m[order], alert.err[order], strict=True)
         ],
         "label": alert.label,
+        "photometry": alert.photometry,
     }
 
 

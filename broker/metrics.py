@@ -72,6 +72,28 @@ class BrokerMetrics:
             "probability was below min_probability",
             ["topic"],
         )
+        self.objects_classified = counter(
+            "objects_classified",
+            "Object records published (one per object and batch, its bands combined)",
+        )
+        self.detections_dropped = counter(
+            "detections_dropped",
+            "Detections in decoded alerts that made no point of their source's kind of light "
+            "curve (docs/surveys.md), by survey and reason; an alert repeats its history, so a "
+            "detection counts once per message that carries it",
+            ["survey", "reason"],
+        )
+        self.photometry_fallbacks = counter(
+            "photometry_fallbacks",
+            "Detections measured by a documented fallback (docs/surveys.md), e.g. Rubin's "
+            "templateFlux + psfFlux where scienceFlux is missing or flagged",
+            ["survey", "fallback"],
+        )
+        self.state_rows_reset = counter(
+            "state_rows_reset",
+            "State rows written by the decoders before 0.2 (difference-image magnitudes) "
+            "replaced at their source's next ZTF or Rubin alert",
+        )
         self.publish_failures = counter(
             "publish_failures", "Output messages whose delivery failed", ["topic"]
         )

@@ -42,7 +42,15 @@ _LAYOUT: tuple[tuple[str, str], ...] = (
     ("publish_timestamp", "timestamp-millis"),
     ("features_n_points", "null|int"),  # classification 1.1: hybrid models only
     ("thresholded_class", "null|string"),  # classification 1.1: predicted_class or "unknown"
+    ("photometry", "null|string"),  # classification 1.2: total or difference; null for objects
+    ("scope", "string"),  # classification 1.2: band or object
+    (
+        "bands",
+        "array<band_classification{band:string,n_points:int,photometry:string,"
+        "predicted_class:string,probability:double}>",
+    ),  # classification 1.2: an object record's bands
 )
+BAND, OBJECT = "band", "object"  # the two scopes of a record
 _DOUBLE = struct.Struct("<d")
 
 
@@ -146,11 +154,13 @@ class ClassificationWriter:
         return array + _cached_string(self.classes[best]), self.classes[best]
 
     def batch(self, ingest_timestamp: int, publish_timestamp: int) -> Callable[..., bytes]:
-        """`encode` with the batch's timestamps bound (and Kafka timestamps cached)."""
+        """`encode` with the batch's timestamps bound (and Kafka timestamps cached): a band
+        record."""
         head = self._head
         tail = zigzag(ingest_timestamp) + zigzag(publish_timestamp)
         stamps: dict[int | None, bytes] = {None: b"\0"}
         pack = _DOUBLE.pack
+        band_scope = _cached_string(BAND) + b"\0"  # scope "band", no bands
 
         def encode(
             survey: str,
@@ -163,6 +173,7 @@ class ClassificationWriter:
             alert_timestamp: int | None,
             features_n_points: int | None = None,
             thresholded_class: str | None = None,
+            photometry: str | None = None,
         ) -> bytes:
             stamp = stamps.get(alert_timestamp)
             if stamp is None:
@@ -181,10 +192,53 @@ class ClassificationWriter:
                     tail,
                     b"\0" if features_n_points is None else b"\2" + _small(features_n_points),
                     _optional_string(thresholded_class),
+                    _optional_string(photometry),
+                    band_scope,
                 )
             )
 
         return encode
+
+    def object_record(
+        self,
+        survey: str,
+        source_id: str,
+        alert_id: int,
+        bands: Sequence[tuple[str, int, str, str, float]],
+        probabilities: bytes,
+        alert_time: float,
+        alert_timestamp: int | None,
+        ingest_timestamp: int,
+        publish_timestamp: int,
+        thresholded_class: str | None = None,
+    ) -> bytes:
+        """One object record: ``bands`` holds (band, n_points, photometry, predicted_class,
+        probability) per band combined; ``probabilities`` comes from :meth:`probabilities`."""
+        entries = b"".join(
+            _cached_string(band) + _small(n) + _cached_string(kind) + _cached_string(best)
+            + _DOUBLE.pack(p)
+            for band, n, kind, best, p in bands
+        )  # fmt: skip
+        return b"".join(
+            (
+                self._head,
+                _cached_string(survey),
+                _string(source_id),
+                zigzag(alert_id),
+                _string(",".join(b[0] for b in bands)),
+                _small(sum(b[1] for b in bands)),
+                probabilities,
+                _DOUBLE.pack(alert_time),
+                b"\0" if alert_timestamp is None else b"\2" + zigzag(alert_timestamp),
+                zigzag(ingest_timestamp),
+                zigzag(publish_timestamp),
+                b"\0",  # features_n_points: null
+                _optional_string(thresholded_class),
+                b"\0",  # photometry: null (per band in bands)
+                _cached_string(OBJECT),
+                (_small(len(bands)) + entries + b"\0") if bands else b"\0",
+            )
+        )
 
     def encode(
         self,
@@ -200,8 +254,9 @@ class ClassificationWriter:
         publish_timestamp: int,
         features_n_points: int | None = None,
         thresholded_class: str | None = None,
+        photometry: str | None = None,
     ) -> bytes:
-        """One framed record; ``probabilities`` comes from :meth:`probabilities`."""
+        """One framed band record; ``probabilities`` comes from :meth:`probabilities`."""
         return b"".join(
             (
                 self._head,
@@ -217,5 +272,8 @@ class ClassificationWriter:
                 zigzag(publish_timestamp),
                 b"\0" if features_n_points is None else b"\2" + _small(features_n_points),
                 _optional_string(thresholded_class),
+                _optional_string(photometry),
+                _cached_string(BAND),
+                b"\0",  # bands: none
             )
         )

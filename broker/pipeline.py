@@ -4,12 +4,19 @@ Steps per batch, each timed for the metrics:
 
 1. decode every message with its topic's decoder; a message that fails becomes a dead letter
    (raw bytes, origin, reason) and the rest of the batch goes on; ``strict`` raises instead;
-2. apply all decoded alerts to the state in one `HistogramTable.update` call (grouped by
+2. choose each alert's points: the kind of light curve (broker.photometry: total or difference)
+   its state already holds, or, for a new source, the kind the alert proposes, which the state
+   then keeps; a row written by the decoders before 0.2 (LEGACY) is replaced at its next ZTF or
+   Rubin alert. Detections that make no point of that kind are counted by reason;
+3. apply the chosen points to the state in one `HistogramTable.update` call (grouped by
    (source_id, band); points already held are skipped, so redelivered alerts change nothing);
-3. classify every source the batch touched that holds at least the model's ``min_points``
+4. classify every source the batch touched that holds at least the model's ``min_points``
    distinct points, in one batched call (a hybrid model first gets each source's feature vector
    from the `broker.features.FeatureCache`, refreshed on its amortised policy);
-4. one classification record per alert of those sources, keyed by source id.
+5. one classification record per alert of those sources (scope "band"), keyed by source id; and
+   with ``object_records``, one record per object (scope "object", `BatchResult.objects`, for
+   the object topic) that combines the bands of the object the batch classified
+   (`dmdt.bands.combine_bands`).
 
 An alert's record carries its source's classification after the whole batch (``n_points`` says
 how many points that was): alerts of one source in one batch share one inference. A batch is
@@ -32,11 +39,17 @@ from broker.encode import UNKNOWN, DeadLetter, encode_dead_letter, now_ms, thres
 from broker.features import FeatureCache
 from broker.models import ServedModel
 from broker.outputs import ClassificationWriter
+from broker.photometry import LEGACY, Points
 from broker.state import PartitionId, SourceKey, SourceState
+from dmdt.bands import combine_bands
 from dmdt.classify import Classifier
 from dmdt.engine import MAX_POINTS
 
 PROCESSING_ERROR = "processing_error"  # a reason outside DecodeError's: our bug, not the input's
+KIND_UNAVAILABLE = "kind_unavailable"  # the alert has no points of the kind its source keeps
+# decoders whose light curves changed meaning in 0.2 (difference -> total magnitudes): a LEGACY
+# row of their sources is replaced, not extended
+UPGRADED_DECODERS = frozenset({"ztf", "rubin"})
 
 
 class Message(Protocol):
@@ -71,6 +84,12 @@ class BatchResult:
     dead_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason)
     consumed: Counter[str] = field(default_factory=Counter)  # messages per topic
     alerts: int = 0  # decoded alerts (one per band per message)
+    # detections that made no point of their source's kind, and documented fallbacks used:
+    # (survey, reason) -> detections (each alert repeats its history: counted per message)
+    dropped_detections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    photometry_fallbacks: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rows_reset: int = 0  # LEGACY rows replaced (written by the decoders before 0.2)
+    objects: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, object record)
     unclassified: Counter[str] = field(default_factory=Counter)  # below min_points, per topic
     unknown: Counter[str] = field(default_factory=Counter)  # outputs answered UNKNOWN, per topic
     sources_classified: int = 0
@@ -101,10 +120,12 @@ class Pipeline:
         clock_ms: Callable[[], int] = now_ms,
         features: FeatureCache | None = None,
         min_probability: float = 0.5,
+        object_records: bool = False,
     ) -> None:
         if not 0.0 <= min_probability <= 1.0:
             raise ValueError(f"min_probability {min_probability} not in [0, 1]")
         self.min_probability = min_probability  # below it a record's thresholded_class is UNKNOWN
+        self.object_records = object_records  # also one record per object over its bands
         self.decoders = dict(decoders)
         self.features = features if features is not None else FeatureCache()  # hybrid models
         self.state = state
@@ -206,6 +227,44 @@ class Pipeline:
         kept = [(a, i) for a, i in zip(alerts, origin, strict=True) if i not in bad]
         return [a for a, _ in kept], [i for _, i in kept]
 
+    def _choose_points(
+        self, messages: Sequence[Message], alerts: list[DecodedAlert], origin: list[int],
+        out: BatchResult,
+    ) -> tuple[list[DecodedAlert], list[int], list[Points]]:  # fmt: skip
+        """Each alert's points of its source's kind (a new source takes the alert's proposal,
+        which the state keeps); alerts left without points are dropped (counted)."""
+        keys = [(a.source_id, a.band) for a in alerts]
+        unique = list(dict.fromkeys(keys))
+        stored = dict(zip(unique, self.state.photometry(unique), strict=True))
+        decided: dict[SourceKey, str] = {}
+        new: dict[SourceKey, str] = {}
+        reset: list[SourceKey] = []
+        kept: list[tuple[DecodedAlert, int, Points]] = []
+        for a, i, key in zip(alerts, origin, keys, strict=True):
+            kind = decided.get(key) or stored[key]
+            if kind is None or kind == LEGACY:
+                kind = decided[key] = new[key] = a.photometry
+                # a LEGACY row of our own schema keeps its points (their meaning is unchanged)
+                if stored[key] == LEGACY and self.decoders[messages[i].topic].name in (
+                    UPGRADED_DECODERS
+                ):
+                    reset.append(key)
+            points = a.points(kind)
+            if points is None:
+                out.dropped_detections[(a.survey, KIND_UNAVAILABLE)] += a.n
+                continue
+            for reason, n in points.dropped.items():
+                out.dropped_detections[(a.survey, reason)] += n
+            for name, n in points.fallbacks.items():
+                out.photometry_fallbacks[(a.survey, name)] += n
+            if points.n:
+                kept.append((a, i, points))
+        has_points = {(a.source_id, a.band) for a, _, _ in kept}
+        reset = [k for k in dict.fromkeys(reset) if k in has_points]
+        self.state.decide({k: v for k, v in new.items() if k in has_points}, reset)
+        out.rows_reset += len(reset)
+        return [a for a, _, _ in kept], [i for _, i, _ in kept], [p for _, _, p in kept]
+
     # ---------------------------------------------------------------- the batch
 
     def process(self, messages: Sequence[Message], ingest_ms: int | None = None) -> BatchResult:
@@ -217,9 +276,10 @@ class Pipeline:
         t0 = time.perf_counter()
         alerts, origin = self._decode(messages, out)
         alerts, origin = self._check_capacity(messages, alerts, origin, out)
+        out.alerts = len(alerts)
+        alerts, origin, chosen = self._choose_points(messages, alerts, origin, out)
         t1 = time.perf_counter()
         out.decode_s = t1 - t0
-        out.alerts = len(alerts)
         if not alerts:
             return out
 
@@ -227,12 +287,12 @@ class Pipeline:
         parts: list[PartitionId] = [
             (messages[i].topic, messages[i].partition) for i in origin
         ]  # fmt: skip
-        sizes = np.fromiter((a.n for a in alerts), np.int64, len(alerts))
+        sizes = np.fromiter((p.n for p in chosen), np.int64, len(chosen))
         offsets = np.zeros(len(alerts) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        t = np.concatenate([a.t for a in alerts])
-        m = np.concatenate([a.m for a in alerts])
-        err = np.concatenate([a.err for a in alerts])
+        t = np.concatenate([p.t for p in chosen])
+        m = np.concatenate([p.m for p in chosen])
+        err = np.concatenate([p.err for p in chosen])
         rows = self.state.update(keys, parts, t, m, err, offsets)
         t2 = time.perf_counter()
         out.update_s = t2 - t1
@@ -272,13 +332,17 @@ class Pipeline:
             threshold_class(best, top, self.min_probability)
             for (_, best), top in zip(encoded, tops, strict=True)
         ]
-        encode = writer.batch(ingest, self.clock_ms())
+        publish = self.clock_ms()
+        encode = writer.batch(ingest, publish)
         alert_slot = slot[inverse].tolist()
         alert_points = n_points[inverse].tolist()
         alert_features = feature_points[inverse].tolist()
         hybrid = served.kind == "hybrid"
-        for a, i, s, n, f in zip(
-            alerts, origin, alert_slot, alert_points, alert_features, strict=True
+        kinds = [p.kind for p in chosen]
+        # object -> its last alert's index and, per band, the probs row, points and kind
+        objects: dict[str, tuple[int, dict[str, tuple[int, int, str]]]] = {}
+        for j, (a, i, s, n, f) in enumerate(
+            zip(alerts, origin, alert_slot, alert_points, alert_features, strict=True)
         ):
             msg = messages[i]
             if s < 0:
@@ -289,12 +353,38 @@ class Pipeline:
                 out.stale_outputs += f > 0
             value = encode(
                 a.survey, a.source_id, a.alert_id, a.band, n, blocks[s], a.alert_time,
-                msg.timestamp_ms, f if hybrid else None, answers[s],
+                msg.timestamp_ms, f if hybrid else None, answers[s], kinds[j],
             )  # fmt: skip
             if answers[s] == UNKNOWN:
                 out.unknown[msg.topic] += 1
             out.outputs.append((a.source_id.encode(), value))
             out.output_alert_ts.append(msg.timestamp_ms)
             out.output_topics.append(msg.topic)
+            if self.object_records:
+                _, bands = objects.get(a.source_id, (j, {}))
+                bands[a.band] = (s, n, kinds[j])
+                objects[a.source_id] = (j, bands)
+        for j, bands in objects.values():
+            a, msg = alerts[j], messages[origin[j]]
+            order = sorted(bands)
+            band_probs = probs[[bands[b][0] for b in order]]
+            combined = combine_bands(band_probs, np.array([bands[b][1] for b in order]))
+            block, best = writer.probabilities(combined)
+            summary = [
+                (b, bands[b][1], bands[b][2], *_top(writer.classes, probs[bands[b][0]]))
+                for b in order
+            ]
+            answer = threshold_class(best, float(combined.max()), self.min_probability)
+            value = writer.object_record(
+                a.survey, a.source_id, a.alert_id, summary, block, a.alert_time,
+                msg.timestamp_ms, ingest, publish, answer,
+            )  # fmt: skip
+            out.objects.append((a.source_id.encode(), value))
         out.encode_s = time.perf_counter() - t3
         return out
+
+
+def _top(classes: Sequence[str], probs: np.ndarray) -> tuple[str, float]:
+    """The most probable class (the first on ties) and its probability."""
+    k = int(np.argmax(probs))
+    return classes[k], float(probs[k])

@@ -89,18 +89,22 @@ def load_ztf(paths: Sequence[Path], ztf_format: ZtfFormat = "raw") -> list[Archi
         raise ValueError(f"ztf_format must be 'raw' or 'lightcurve', not {ztf_format!r}")
     decoder = ZtfDecoder()
     out = []
+    skipped = 0
     for path in paths:
         for data in ztf_messages(path):
             try:
                 bands = decoder(data)
             except DecodeError as exc:
                 raise ValueError(f"{path}: not a readable ZTF alert: {exc}") from exc
-            first = bands[0]  # every band carries the candidate's time, id and position
+            first = bands[0]  # the candidate's band: its time, id and position
             if ztf_format == "raw":
                 out.append(ArchivedAlert(first.source_id, first.alert_time, first.alert_id, data))
-                continue
-            (alert,) = [b for b in bands if first.alert_time in b.t]  # the candidate's band
-            out.append(ArchivedAlert(alert.source_id, alert.alert_time, alert.alert_id, alert))
+            elif first.n:  # its points of the kind the alert proposes (photometry says which)
+                out.append(ArchivedAlert(first.source_id, first.alert_time, first.alert_id, first))
+            else:
+                skipped += 1
+    if skipped:
+        log.info("ztf: %d alerts without a point in the candidate's band not converted", skipped)
     return out
 
 

@@ -73,6 +73,9 @@ class BrokerSettings(BaseSettings):
         default_factory=lambda: {"lc-alerts": "lightcurve"}
     )
     output_topic: str = "dmdt-classifications"
+    # one record per object and batch, its bands combined (classification 1.2, scope "object");
+    # empty: not published
+    object_topic: str = "dmdt-objects"
     dead_letter_topic: str = "dmdt-dead-letters"
     group_id: str = "dmdt-broker"
     strict: bool = False  # raise on a bad message instead of dead-lettering it (tests)
@@ -99,6 +102,9 @@ class BrokerSettings(BaseSettings):
     feature_budget_ms: int = Field(default=500, ge=0, le=600_000)
     feature_threads: int = Field(default=1, ge=1, le=64)
     feature_cache_rows: int = Field(default=200_000, ge=1)
+    # Survey photometry (docs/surveys.md): add the forced photometry alerts carry (ZTF fp_hists,
+    # Rubin prvDiaForcedSources) to total light curves
+    forced_photometry: bool = True
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from broker.photometry import TOTAL
 from dmdt.grids import Grid
 from dmdt.table import HistogramTable
 
@@ -52,6 +53,17 @@ class SourceState(Protocol):
 
     def held(self, keys: Sequence[SourceKey]) -> np.ndarray:
         """Points held per key (0 for unknown keys), without creating rows."""
+        ...
+
+    def photometry(self, keys: Sequence[SourceKey]) -> list[str | None]:
+        """Each key's light-curve kind (broker.photometry: total, difference, or LEGACY for a
+        row written before rows recorded it; total for a row nobody decided, as `update`
+        alone makes); None for a key without a row."""
+        ...
+
+    def decide(self, kinds: dict[SourceKey, str], reset: Sequence[SourceKey] = ()) -> None:
+        """Record the kind of new rows (before the `update` that creates them); ``reset`` keys'
+        rows (LEGACY ones) first lose their points."""
         ...
 
     def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,6 +102,7 @@ class MemoryState:
     def __init__(self, grid: Grid, rows: int = 4096, points: int = 1 << 20) -> None:
         self.grid = grid
         self.table = HistogramTable(grid, rows=rows, points=points)
+        self._kind: dict[Hashable, str] = {}
         self._owner: dict[Hashable, PartitionId] = {}
         self._by_partition: dict[PartitionId, set[Hashable]] = {}
 
@@ -132,6 +145,17 @@ class MemoryState:
         out[known] = self.table.n_points(rows[known])
         return out
 
+    def photometry(self, keys: Sequence[SourceKey]) -> list[str | None]:
+        """Each key's light-curve kind; None for a key without a row."""
+        return [self._kind.get(k, TOTAL) if k in self.table else None for k in keys]
+
+    def decide(self, kinds: dict[SourceKey, str], reset: Sequence[SourceKey] = ()) -> None:
+        """Record new rows' kinds; ``reset`` rows lose their points first."""
+        for key in reset:
+            if key in self.table:
+                self.table.drop(key)
+        self._kind.update(kinds)
+
     def flush(self, partitions: Iterable[PartitionId]) -> None:
         """Nothing to make durable in memory."""
 
@@ -141,6 +165,7 @@ class MemoryState:
         for part in partitions:
             for key in self._by_partition.pop(part, set()):
                 self._owner.pop(key, None)
+                self._kind.pop(key, None)
                 self.table.drop(key)
                 dropped += 1
         return dropped

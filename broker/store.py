@@ -7,15 +7,18 @@ memtable appends, batches lookups (`multi_get`), compresses blocks (LZ4: the cou
 mostly zeros) and keeps a write batch atomic across a `kill -9` (the WAL is replayed on open).
 LMDB would copy a B-tree path per overwritten row and needs its map size chosen up front.
 
-Row value, format version 1, little-endian, no pickles::
+Row value, format version 2, little-endian, no pickles::
 
-    header  <4sBBHHIQ   magic b"DMDR", version, flags (bit 0: counts follow), n_dt, n_dm,
-                        n_points, grid fingerprint (first 8 bytes of blake2b of the edges)
+    header  <4sBBHHIQ   magic b"DMDR", version, flags (bit 0: counts follow; bits 1-2: the
+                        light curve's kind, 1 total, 2 difference, broker.photometry), n_dt,
+                        n_dm, n_points, grid fingerprint (first 8 bytes of blake2b of the edges)
     t, m, err           float64[n_points] each, sorted by time, distinct times
     counts              int32[n_dt * n_dm], row-major (when flag bit 0 is set)
 
 Points are the truth; counts are a cache of them: a row written under another grid (or without
-counts) is decoded by recomputing its counts from the points with `dmdt.engine.counts`.
+counts) is decoded by recomputing its counts from the points with `dmdt.engine.counts`. Format 1
+(brokers before 0.2, whose ZTF and Rubin decoders kept difference-image magnitudes) had no kind:
+its rows read as `LEGACY` (docs/operations.md, upgrading).
 
 Keys: ``b"r" + source_id + b"\\0" + band`` (UTF-8) for rows, the same in changelog records without
 the ``r``; ``b"m" + topic + b"\\0" + partition`` for a partition's metadata (the next changelog
@@ -34,13 +37,19 @@ from pathlib import Path
 import numpy as np
 from rocksdict import DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
 
+from broker.photometry import DIFFERENCE, LEGACY, TOTAL
 from broker.state import PartitionId, SourceKey
 from dmdt.engine import counts as dmdt_counts
 from dmdt.grids import Grid
 
 MAGIC = b"DMDR"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HAS_COUNTS = 0x01
+_KIND_SHIFT = 1
+_KIND_MASK = 0x06
+_KIND_CODES = {TOTAL: 1, DIFFERENCE: 2}
+_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _HEADER = struct.Struct("<4sBBHHIQ")
 _OFFSET = struct.Struct("<q")
 _ROW, _META = b"r", b"m"
@@ -67,13 +76,16 @@ def grid_fingerprint(grid: Grid) -> int:
     return _fingerprint(grid)
 
 
-def encode_row(row: Mapping[str, np.ndarray], grid: Grid, *, with_counts: bool = True) -> bytes:
-    """One row (`HistogramTable.export`: t, m, err, counts) as bytes; see the module docstring."""
+def encode_row(
+    row: Mapping[str, np.ndarray], grid: Grid, *, photometry: str = TOTAL, with_counts: bool = True
+) -> bytes:
+    """One row (`HistogramTable.export`: t, m, err, counts) of a light curve of kind
+    ``photometry`` (broker.photometry.TOTAL or DIFFERENCE) as bytes; see the module docstring."""
     n = int(row["t"].size)
     n_dt, n_dm = grid.shape
+    flags = (HAS_COUNTS if with_counts else 0) | _KIND_CODES[photometry] << _KIND_SHIFT
     parts = [
-        _HEADER.pack(MAGIC, VERSION, HAS_COUNTS if with_counts else 0, n_dt, n_dm, n,
-                     _fingerprint(grid)),
+        _HEADER.pack(MAGIC, VERSION, flags, n_dt, n_dm, n, _fingerprint(grid)),
         np.ascontiguousarray(row["t"], "<f8").tobytes(),
         np.ascontiguousarray(row["m"], "<f8").tobytes(),
         np.ascontiguousarray(row["err"], "<f8").tobytes(),
@@ -91,14 +103,33 @@ def row_points(data: bytes) -> int:
     return int(_header(data)[5])
 
 
+def row_photometry(data: bytes) -> str:
+    """The kind of an encoded row's light curve (`LEGACY` for format 1), from its header."""
+    code = (_header(data)[2] & _KIND_MASK) >> _KIND_SHIFT
+    if code == 0:
+        return LEGACY
+    kind = _KINDS.get(code)
+    if kind is None:
+        raise StateStoreError(f"row of unknown light-curve kind {code}")
+    return kind
+
+
+def row_rank(data: bytes) -> tuple[bool, int]:
+    """Which of two versions of a row is the newer: a row that records its kind beats a format-1
+    row (the upgrade replaces those), then the one with more points (rows only grow)."""
+    return row_photometry(data) != LEGACY, row_points(data)
+
+
 def _header(data: bytes) -> tuple[bytes, int, int, int, int, int, int]:
     if len(data) < _HEADER.size:
         raise StateStoreError(f"row of {len(data)} bytes is shorter than its header")
     head = _HEADER.unpack_from(data)
     if head[0] != MAGIC:
         raise StateStoreError(f"not a dmdt row (magic {head[0]!r})")
-    if head[1] != VERSION:
-        raise StateStoreError(f"row format version {head[1]} (this broker reads {VERSION})")
+    if head[1] not in READABLE_VERSIONS:
+        raise StateStoreError(
+            f"row format version {head[1]} (this broker reads {READABLE_VERSIONS})"
+        )
     return head
 
 

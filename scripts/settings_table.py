@@ -39,7 +39,9 @@ DESCRIPTIONS = {
     "client_id": "librdkafka `client.id` (set one per consumer to tell them apart in Kafka)",
     "input_topics": "input topics and their decoders, `topic:decoder,...`; decoders: "
     "`ztf`, `rubin`, `lightcurve`",
-    "output_topic": "topic of the classifications",
+    "output_topic": "topic of the classifications (one record per alert and band)",
+    "object_topic": "topic of the object records (one per object and batch, its bands' "
+    "probabilities combined, docs/surveys.md); empty: not published",
     "dead_letter_topic": "topic of the messages that could not be processed (raw bytes, "
     "origin, reason)",
     "group_id": "Kafka consumer group; consumers with the same group share the partitions",
@@ -66,6 +68,8 @@ DESCRIPTIONS = {
     "feature_threads": "hybrid models: threads computing feature refreshes",
     "feature_cache_rows": "hybrid models: most feature vectors held (not durable: recomputed "
     "after a restart or rebalance); least recently used beyond it are dropped",
+    "forced_photometry": "add the forced photometry alerts carry (ZTF `fp_hists`, Rubin "
+    "`prvDiaForcedSources`) to sources' total light curves (docs/surveys.md)",
     "metrics_host": "address of `/metrics`, `/healthz`, `/readyz`; loopback unless set "
     "(containers: `0.0.0.0`)",
     "metrics_port": "port of `/metrics`, `/healthz`, `/readyz`; 0: do not serve them",

@@ -63,3 +63,33 @@ def crts_records(
         Record(topic, 0, i, r.key, r.value, 1_700_000_000_000 + i)
         for i, r in enumerate(read_stream(out))
     ]
+
+
+ZTF_NIGHT = Path(__file__).resolve().parent.parent / "data/ztf/ztfss18_public_20180713"
+
+
+@cache
+def ztf_night_messages() -> tuple[tuple[str, float, bytes], ...]:
+    """The 418 real ZTF alerts of 2018-07-13 as Kafka messages, (objectId, candidate jd,
+    message), in the order ZTF sent them (candidate time)."""
+    import io
+
+    import fastavro
+
+    from broker.testing import ztf_messages
+
+    out = []
+    for path in sorted(ZTF_NIGHT.rglob("*.avro")):
+        for message in ztf_messages(path):
+            (record,) = fastavro.reader(io.BytesIO(message))
+            out.append((record["objectId"], record["candidate"]["jd"], message))  # type: ignore[call-overload, index]
+    out.sort(key=lambda x: x[1])
+    return tuple(out)
+
+
+def ztf_night_records(topic: str = "ztf") -> list[Record]:
+    """`ztf_night_messages` as consumed Records of one partition, keyed by objectId."""
+    return [
+        Record(topic, 0, i, oid.encode(), message, 1_531_440_000_000 + i)
+        for i, (oid, _, message) in enumerate(ztf_night_messages())
+    ]

@@ -79,7 +79,14 @@ def test_ztf_every_real_alert(ztf_files: list[Path]) -> None:
             n_alerts += 1
             points = [record["candidate"], *(record["prv_candidates"] or [])]
             expected = Counter(p["fid"] for p in points if p.get("magpsf") is not None)
-            assert {ZTF_FID[a.band]: a.n for a in alerts} == expected, path.name
+            # every detection is a point of each kind, or counted with the reason it is not
+            for a in alerts:
+                assert a.other is not None
+                for kind in (a.photometry, a.other.kind):
+                    got = a.points(kind)
+                    assert got is not None
+                    assert got.n + sum(got.dropped.values()) == expected[ZTF_FID[a.band]]
+            assert {ZTF_FID[a.band] for a in alerts} == set(expected), path.name
             cand = record["candidate"]
             for a in alerts:
                 assert (a.alert_id, a.source_id, a.survey) == (
@@ -96,16 +103,31 @@ def test_ztf_every_real_alert(ztf_files: list[Path]) -> None:
 
 
 def test_ztf_values_match_the_record(ztf_alert: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Total points are DC magnitudes computed by hand, point by point, from the record's
+    magnr, magpsf, isdiffpos; difference points are magpsf of the positive differences."""
     schema, record = ztf_alert
     alerts = ZtfDecoder()(_container(schema, [record]))
     assert len(alerts) > 1
     for a in alerts:
-        points = sorted(
-            (p["jd"] - 2400000.5, p["magpsf"], p["sigmapsf"])
-            for p in [record["candidate"], *record["prv_candidates"]]
-            if p.get("magpsf") is not None and p["fid"] == ZTF_FID[a.band]
-        )
-        assert list(zip(a.t, a.m, a.err, strict=True)) == points
+        dets = [p for p in [record["candidate"], *record["prv_candidates"]]
+                if p.get("magpsf") is not None and p["fid"] == ZTF_FID[a.band]]  # fmt: skip
+        total = []
+        for p in dets:
+            if p["distnr"] is None or not 0 <= p["distnr"] < 1.4:
+                continue
+            sign = 1.0 if p["isdiffpos"] in ("t", "1") else -1.0
+            flux = 10 ** (-0.4 * p["magnr"]) + sign * 10 ** (-0.4 * p["magpsf"])
+            err = 10 ** (-0.4 * p["magpsf"]) * p["sigmapsf"] / flux
+            total.append((p["jd"] - 2400000.5, -2.5 * math.log10(flux), err))
+        difference = sorted((p["jd"] - 2400000.5, p["magpsf"], p["sigmapsf"])
+                            for p in dets if p["isdiffpos"] in ("t", "1"))  # fmt: skip
+        for kind, want in (("total", sorted(total)), ("difference", difference)):
+            got = a.points(kind)
+            assert got is not None
+            assert len(want) == got.n
+            np.testing.assert_array_equal(got.t, [w[0] for w in want])
+            np.testing.assert_allclose(got.m, [w[1] for w in want], rtol=1e-12)
+            np.testing.assert_allclose(got.err, [w[2] for w in want], rtol=1e-12)
 
 
 def test_ztf_bad_values(ztf_alert: tuple[dict[str, Any], dict[str, Any]]) -> None:
@@ -237,11 +259,21 @@ def test_ztf_malformed_bytes(ztf_files: list[Path]) -> None:
 
 
 def _check_rubin(decoder: RubinDecoder, alerts_and_messages: list[tuple[dict, bytes]]) -> None:
+    """Points are the total flux (scienceFlux) of every detection and of every forced epoch
+    without a detection, whatever the sign of psfFlux, as AB magnitudes."""
     for alert, message in alerts_and_messages:
         decoded = decoder(message)
         points = [alert["diaSource"], *(alert["prvDiaSources"] or [])]
-        good = [p for p in points if p["psfFlux"] is not None and p["psfFlux"] > 0]
+        detected = {p["midpointMjdTai"] for p in points}
+        forced = [p for p in alert["prvDiaForcedSources"] or []
+                  if decoder.forced and p["midpointMjdTai"] not in detected]  # fmt: skip
+        # a detection whose forced fit on the science image failed: templateFlux + psfFlux
+        points = [{**p, "scienceFlux": p["templateFlux"] + p["psfFlux"],
+                   "scienceFluxErr": math.hypot(p["templateFluxErr"], p["psfFluxErr"])}
+                  if p["forced_PsfFlux_flag"] else p for p in points]  # fmt: skip
+        good = [p for p in points + forced if p["scienceFlux"] > 0]
         assert {a.band: a.n for a in decoded} == Counter(p["band"] for p in good)
+        assert all(a.photometry == "total" and a.other is None for a in decoded)
         source = alert["diaSource"]
         for a in decoded:
             assert a.alert_id == alert["diaSourceId"]
@@ -253,14 +285,16 @@ def _check_rubin(decoder: RubinDecoder, alerts_and_messages: list[tuple[dict, by
             )
             assert a.source_id == expected_id
             band = sorted(
-                (p["midpointMjdTai"], p["psfFlux"], p["psfFluxErr"])
+                (p["midpointMjdTai"], p["scienceFlux"], p["scienceFluxErr"])
                 for p in good
                 if p["band"] == a.band
             )
             t, flux, flux_err = (np.array(c) for c in zip(*band, strict=True))
-            np.testing.assert_array_equal(a.t, t)
-            np.testing.assert_allclose(a.m, 31.4 - 2.5 * np.log10(flux), rtol=1e-12)
-            np.testing.assert_allclose(a.err, 1.0857 * flux_err / flux, rtol=1e-4)
+            assert (np.diff(a.t) >= 0).all()
+            order = np.lexsort((-a.m, a.t))  # ties in time (one visit, two detectors): by flux
+            np.testing.assert_array_equal(a.t[order], t)
+            np.testing.assert_allclose(a.m[order], 31.4 - 2.5 * np.log10(flux), rtol=1e-12)
+            np.testing.assert_allclose(a.err[order], 1.0857 * flux_err / flux, rtol=1e-4)
 
 
 def test_rubin_wire_format_with_local_schemas(rubin_file: Path) -> None:
@@ -268,6 +302,7 @@ def test_rubin_wire_format_with_local_schemas(rubin_file: Path) -> None:
     assert len(messages) == 7
     assert all(m[:5] == b"\x00\x00\x00\x03\xe8" for _, m in messages)  # magic 0, id 1000
     _check_rubin(RubinDecoder(), messages)
+    _check_rubin(RubinDecoder(forced=False), messages)
     sso = [a for a, _ in messages if not a["diaSource"]["diaObjectId"]]
     assert len(sso) == 2  # two solar-system objects, keyed by ssObjectId
 
@@ -346,13 +381,24 @@ def test_rubin_bad_messages(rubin_file: Path) -> None:
         }
         return frame(1000, write_body(schema, changed))
 
-    assert _reason(decoder, encoded(psfFlux=-5.0)) == "empty_lightcurve"
-    assert _reason(decoder, encoded(psfFlux=100.0, midpointMjdTai=math.nan)) == "invalid_value"
+    decoder = RubinDecoder(forced=False)
+    (faint,) = decoder(encoded(scienceFlux=-5.0))  # a measurement, but no magnitude exists
+    assert faint.n == 0
+    assert faint.dropped == {"nonpositive_total_flux": 1}
+    (flagged,) = decoder(encoded(forced_PsfFlux_flag=True, templateFlux=60.0, psfFlux=40.0,
+                                 templateFluxErr=0.6, psfFluxErr=0.8))  # fmt: skip
+    assert flagged.m[0] == pytest.approx(31.4 - 5.0)  # templateFlux + psfFlux, counted
+    assert flagged.err[0] == pytest.approx(0.010857, rel=1e-4)  # hypot(0.6, 0.8) = 1 nJy
+    assert flagged.fallbacks == {"fallback_template_plus_difference": 1}
+    (lost,) = decoder(encoded(scienceFlux=None, templateFlux=None))
+    assert (lost.n, lost.dropped) == (0, {"flux_missing": 1})
+    assert _reason(decoder, encoded(midpointMjdTai=math.nan)) == "invalid_value"
+    assert _reason(decoder, encoded(scienceFlux=math.inf)) == "invalid_value"
     assert _reason(decoder, encoded(psfFlux=math.inf)) == "invalid_value"
-    assert _reason(decoder, encoded(psfFlux=100.0, band="q")) == "invalid_value"
-    assert _reason(decoder, encoded(psfFlux=100.0, band=None)) == "missing_field"
-    assert _reason(decoder, encoded(psfFlux=100.0, psfFluxErr=None)) == "missing_field"
-    (one,) = decoder(encoded(psfFlux=100.0, psfFluxErr=1.0))
+    assert _reason(decoder, encoded(scienceFluxErr=-1.0)) == "invalid_value"
+    assert _reason(decoder, encoded(band="q")) == "invalid_value"
+    assert _reason(decoder, encoded(band=None)) == "missing_field"
+    (one,) = decoder(encoded(scienceFlux=100.0, scienceFluxErr=1.0, psfFlux=-40.0))
     assert one.m[0] == pytest.approx(31.4 - 5.0)
     assert one.err[0] == pytest.approx(0.010857, rel=1e-4)
 

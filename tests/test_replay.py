@@ -14,6 +14,7 @@ import pytest
 
 from broker.cli import build_parser, main
 from broker.decode import DecodedAlert, LightcurveDecoder, ZtfDecoder
+from broker.encode import decode_lightcurve_alert, encode_lightcurve_alert
 from broker.replay import (
     ArchivedAlert,
     ReplaySource,
@@ -273,10 +274,14 @@ def test_ztf_converted_to_lightcurve_schema_keeps_the_candidate_band(
         assert isinstance(item, ArchivedAlert)
         alert = item.payload
         assert isinstance(alert, DecodedAlert)
-        (same,) = [b for b in by_candid[item.alert_id] if b.band == alert.band]
-        assert alert.alert_time in same.t
+        same = by_candid[item.alert_id][0]  # the candidate's band, the kind it proposes
+        assert (alert.band, alert.photometry) == (same.band, same.photometry)
         np.testing.assert_array_equal(alert.t, same.t)
         np.testing.assert_array_equal(alert.m, same.m)
+        again = decode_lightcurve_alert(encode_lightcurve_alert(alert))  # the kind travels
+        assert again.photometry == alert.photometry
+    kinds = {item.payload.photometry for item in source.items}  # type: ignore[union-attr]
+    assert kinds == {"total", "difference"}
 
 
 # ---------------------------------------------------------------- sending

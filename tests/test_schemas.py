@@ -164,7 +164,31 @@ def test_rubin_official_sample_round_trips_and_decodes() -> None:
     (decoded,) = RubinDecoder()(frame(1000, body))
     assert decoded.source_id == "281323062375219201"  # from diaObject: diaSource has none
     assert decoded.band == "r"
-    assert decoded.n == 3
+    # the synthetic sample fills psfFlux only: no total flux, so three detections are counted
+    # and none makes a point (the broker never takes a magnitude from a difference flux)
+    assert (decoded.n, decoded.dropped) == (0, {"flux_missing": 3})
+
+
+def test_classification_1_2_band_and_object_records() -> None:
+    """1.2 samples (real outputs of the ZTF night): band records say their photometry, object
+    records their bands; 1.1 records read back as band records of unknown photometry."""
+    scopes = {}
+    for record in _samples(SCHEMA_DIR / "classification" / "1" / "2"):
+        c = decode_classification(encode_record("classification", record))
+        assert decode_classification(encode_classification(c)) == c
+        scopes[c.scope] = c
+        if c.scope == "band":
+            assert c.photometry in ("total", "difference")
+            assert c.bands == ()
+        else:
+            assert c.photometry is None
+            assert c.band == ",".join(b[0] for b in c.bands)
+            assert c.n_points == sum(b[1] for b in c.bands)
+    assert set(scopes) == {"band", "object"}
+    v11 = load_schema_file(SCHEMA_DIR / "classification" / "1" / "1" / "classification.avsc")
+    for record in _samples(SCHEMA_DIR / "classification" / "1" / "1"):
+        old = decode_classification(frame(10201, write_body(v11, record)))
+        assert (old.scope, old.photometry, old.bands) == ("band", None, ())
 
 
 def test_old_classification_records_decode_without_thresholded_class() -> None:

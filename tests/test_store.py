@@ -26,7 +26,9 @@ from broker.store import (
     encode_key,
     encode_row,
     grid_fingerprint,
+    row_photometry,
     row_points,
+    row_rank,
 )
 from dmdt import engine
 from dmdt.grids import PRESETS, get_grid
@@ -65,13 +67,32 @@ def test_row_round_trip_is_exact_and_little_endian() -> None:
     data = encode_row(row, GRID)
     n = len(lc)
     assert len(data) == 22 + 24 * n + 4 * GRID.shape[0] * GRID.shape[1]
-    assert (data[:4], data[4], data[5]) == (b"DMDR", 1, HAS_COUNTS)
+    assert (data[:4], data[4], data[5]) == (b"DMDR", 2, HAS_COUNTS | 1 << 1)  # format 2, total
     assert row_points(data) == n
+    assert row_photometry(data) == "total"
     back = decode_row(data, GRID)
     for name in ("t", "m", "err", "counts"):
         np.testing.assert_array_equal(back[name], row[name])
         assert back[name].flags.writeable  # a copy, not a view of the bytes
     np.testing.assert_array_equal(np.frombuffer(data, "<f8", n, 22), lc.t)
+
+
+def test_rows_record_their_kind_and_format_1_rows_read_as_legacy() -> None:
+    """Format 2 keeps the light curve's kind in the header's flags (bits 1-2); a row written by
+    a broker before 0.2 (format 1, flags 1: no kind) still decodes, as LEGACY, and any recorded
+    version of a row outranks it whatever their sizes (the upgrade replaces it)."""
+    (lc,) = crts_curves(1)
+    difference = encode_row(row_of(lc, 30), GRID, photometry="difference")
+    assert difference[5] == HAS_COUNTS | 2 << 1
+    assert row_photometry(difference) == "difference"
+    old = bytearray(encode_row(row_of(lc), GRID))
+    old[4], old[5] = 1, HAS_COUNTS  # exactly what format 1 wrote
+    assert row_photometry(bytes(old)) == "legacy"
+    np.testing.assert_array_equal(decode_row(bytes(old), GRID)["m"], lc.m)
+    assert row_rank(difference) > row_rank(bytes(old))  # 30 points beat a longer legacy row
+    assert row_rank(encode_row(row_of(lc, 31), GRID)) > row_rank(encode_row(row_of(lc, 30), GRID))
+    with pytest.raises(StateStoreError, match="kind"):
+        row_photometry(difference[:5] + bytes([HAS_COUNTS | 3 << 1]) + difference[6:])
 
 
 def test_counts_are_recomputed_on_another_grid_or_when_absent() -> None:
