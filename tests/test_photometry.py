@@ -373,3 +373,19 @@ def test_rows_of_the_old_decoders_are_replaced_once(tmp_path: Path, served: Serv
     assert reopened.photometry([ztf_key, ("crts-1", "V")]) == ["total", "total"]
     np.testing.assert_array_equal(reopened.history(ztf_key)[0], times)
     reopened.close()
+
+
+def test_the_surveys_page_shows_what_the_script_measures_now() -> None:
+    """docs/surveys.md's photometry section is what scripts/survey_photometry.py generates from
+    the repository's alerts with today's code (rerun it after changing a decoder)."""
+    from script_helpers import load_script
+
+    script = load_script("survey_photometry")
+    result, _, _ = script.measure()
+    text = (REPO / "docs" / "surveys.md").read_text()
+    assert script.replace_block(text, script.markdown(result)) == text, (
+        "docs/surveys.md is stale: run python scripts/survey_photometry.py"
+    )
+    z = result["ztf"]
+    assert z["references"]["alerce_mag_corr_max_abs_diff"] < 1e-9  # ALeRCE's mag_corr
+    assert z["band_agreement"]["median_total"] > z["band_agreement"]["median_magpsf"]

@@ -432,16 +432,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``predict``: per-source class and probabilities."""
-    from dmdt.classify import Classifier
-    from dmdt.hybrid import is_hybrid_model
     from trainer import predict
 
-    if is_hybrid_model(args.model):
-        from trainer.hybrid_fit import HybridPredictor
-
-        clf: Any = HybridPredictor.load(args.model)
-    else:
-        clf = Classifier.from_checkpoint(args.model, device=args.device)
+    clf = predict.load_predictor(args.model, args.device)
     records = predict.predict(clf, predict.read_input(args.input))
     if args.out:
         predict.write(records, clf.classes, args.out)

@@ -40,6 +40,20 @@ def read_input(source: str | Path) -> list[LightCurve]:
     raise FileNotFoundError(f"{source}: no such file or folder")
 
 
+def load_predictor(model: str | Path, device: str = "cpu") -> Any:
+    """A saved model of either kind behind ``classes``, ``classify_lightcurves(lcs)`` and
+    ``model.min_points``: a dmdt CNN (`Classifier`) or a hybrid (`HybridPredictor`)."""
+    from dmdt.artifact import resolve_model_dir
+    from dmdt.hybrid import is_hybrid_model
+
+    path = resolve_model_dir(model)
+    if is_hybrid_model(path):
+        from trainer.hybrid_fit import HybridPredictor
+
+        return HybridPredictor.load(path)
+    return Classifier.from_checkpoint(path, device=device)
+
+
 def predict(
     clf: Classifier, lcs: Sequence[LightCurve], min_points: int | None = None
 ) -> list[dict[str, Any]]:
