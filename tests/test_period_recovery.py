@@ -18,7 +18,8 @@ def test_contact_binary_minima_are_unequal_and_half_a_cycle_apart():
     phase = np.linspace(0.0, 1.0, 4000, endpoint=False)
     y = pr.shape_curve("eclipsing_contact", phase, np.random.default_rng(0))
     deep, shallow = y[np.abs(phase - 0.0) < 0.01].max(), y[np.abs(phase - 0.5) < 0.01].max()
-    assert deep == pytest.approx(1.0) and 0.6 < shallow < 0.95  # magnitudes: larger is fainter
+    assert deep == pytest.approx(1.0)
+    assert 0.6 < shallow < 0.95
 
 
 def test_outcomes():
@@ -41,20 +42,25 @@ def test_trials_are_seeded_per_cell():
     cad = [(np.sort(rng.uniform(0, 300, 150)), np.full(150, 0.05)) for _ in range(5)]
     a = list(pr.trials("x", cad, ["rrab", "sinusoid"], [3.0], [60], 4, seed=0))
     b = list(pr.trials("x", cad, ["sinusoid"], [3.0], [60], 4, seed=0))
-    assert len(a) == 8 and len(b) == 4
+    assert len(a) == 8
+    assert len(b) == 4
     for x, y in zip(a[4:], b, strict=True):  # the sinusoid cell does not depend on the rrab one
-        assert np.array_equal(x.t, y.t) and np.array_equal(x.m, y.m) and x.period == y.period
+        assert np.array_equal(x.t, y.t)
+        assert np.array_equal(x.m, y.m)
+        assert x.period == y.period
     c = list(pr.trials("x", cad, ["sinusoid"], [3.0], [60], 4, seed=1))
     assert not np.array_equal(c[0].m, b[0].m)
     for tr in a:
-        assert tr.t.size == 60 and np.all(np.diff(tr.t) > 0)
+        assert tr.t.size == 60
+        assert np.all(np.diff(tr.t) > 0)
         assert tr.period <= (tr.t[-1] - tr.t[0]) / 3 or tr.shape != "sinusoid"
 
 
 def test_double_mode_truth_is_the_dominant_overtone():
     t = np.linspace(0, 100, 500)
     y, p1, p0 = pr.signal("double_mode", t, 0.5, np.random.default_rng(1))
-    assert 0.742 <= p1 / p0 <= 0.748 and p0 == 0.5
+    assert 0.742 <= p1 / p0 <= 0.748
+    assert p0 == 0.5
     assert y.max() - y.min() <= 1.0 + 1e-9
 
 
@@ -65,8 +71,11 @@ def test_tally_and_rates():
     truth = np.array([[tr.period, tr.second] for tr in batch])
     cells = pr.tally(pr.score(batch, truth))
     r = pr.rates(cells, "x")
-    assert r["recovered"] == 1.0 and r["alias"] == 0.0 and r["total"] == 6
-    assert r["double"] == 1.0 and r["double_total"] == 3
+    assert r["recovered"] == 1.0
+    assert r["alias"] == 0.0
+    assert r["total"] == 6
+    assert r["double"] == 1.0
+    assert r["double_total"] == 3
 
 
 def test_version_4_search_finds_a_clean_sinusoid():
