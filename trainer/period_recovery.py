@@ -372,3 +372,109 @@ def rates(
         "total": c["total"],
         "double_total": c["double_total"],
     }
+
+
+def periods_search(curves: Curves, **options: object) -> dict[str, np.ndarray]:
+    """The current search (dmdt/periods.py): its period and second-mode period."""
+    from dmdt.periods import search
+
+    res = search(curves, **options)  # type: ignore[arg-type]
+    return {"periods": np.stack([res.period, res.second], axis=1)}
+
+
+SEARCHES["periods"] = periods_search
+DESCRIPTIONS["periods"] = (
+    "dmdt/periods.py: grid peaks refined by the exact GLS, candidates (peaks, halves, doubles,"
+    " daily aliases) scored by the information criterion of their best multi-harmonic fit;"
+    " second mode in the residuals at the double-mode period ratio"
+)
+
+
+# ------------------------------------------------------------------- EROS-1 catalogue periods
+
+
+def eros_catalogue(every: int = 1, progress: bool = True) -> dict[str, object]:
+    """Real periods: each EROS-1 object's catalogue period (the upstream ``period /
+    div_period``, which puts RR Lyrae stars at 0.33-0.75 days) against the period found in its B
+    band, its R band, and both together (dmdt/periods_multiband.py), by version 4's search and
+    the current one; per class, the share within 1 % (``every``: every k-th object)."""
+    from tqdm import tqdm
+
+    from dmdt.datasets import bundled_path, load_labelled
+    from dmdt.periods import search
+    from dmdt.periods_multiband import multiband_period
+    from trainer.period_baseline import v4_periods_many
+
+    z = np.load(bundled_path("eros1"))
+    catalogue = dict(zip(z["id"], z["static_period"] / z["static_div_period"], strict=True))
+    objects: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    labels: dict[str, str] = {}
+    for lc in load_labelled("eros1"):
+        objects.setdefault(lc.source_id, {})[str(lc.band)] = (lc.t, lc.m, lc.err)
+        labels[lc.source_id] = str(lc.label)
+    ids = sorted(i for i, b in objects.items() if len(b) == 2)[::every]
+    truth = np.array([catalogue[i] for i in ids])
+    found: dict[str, np.ndarray] = {}
+    for band in ("B", "R"):
+        curves = [objects[i][band] for i in ids]
+        found[f"current, {band}"] = search(curves).period
+        v4 = np.concatenate([v4_periods_many(curves[k : k + 64])
+                             for k in tqdm(range(0, len(curves), 64), disable=not progress,
+                                           desc=f"version 4, {band}")])  # fmt: skip
+        found[f"version 4 period, {band}"] = v4[:, 0]
+        found[f"version 4 mh_period, {band}"] = v4[:, 1]
+    found["current, B and R together"] = np.array(
+        [multiband_period(objects[i]).period for i in tqdm(ids, disable=not progress,
+                                                            desc="B and R together")]
+    )  # fmt: skip
+    classes = sorted(set(labels[i] for i in ids))
+    lab = np.array([labels[i] for i in ids])
+    out: dict[str, object] = {"n": len(ids), "classes": {c: int((lab == c).sum()) for c in classes}}
+    rows = {}
+    for name, p in found.items():
+        hit = np.abs(p / truth - 1.0) < TOLERANCE
+        rows[name] = {"all": float(hit.mean()), **{c: float(hit[lab == c].mean()) for c in classes}}
+    out["recovered"] = rows
+    return out
+
+
+# -------------------------------------------------------------------------- design choices
+
+DESIGN_VARIANTS: dict[str, dict[str, object]] = {  # search options against the chosen ones
+    "as chosen": {},
+    "grid at 1 step per 1 / baseline (oversample 1)": {"oversample": 1.0},
+    "8 grid peaks refined, not 16": {"n_peaks": 8},
+    "32 grid peaks refined": {"n_peaks": 32},
+    "penalty 0.75 ln n per parameter": {"penalty": 0.75},
+    "penalty 1.25 ln n per parameter": {"penalty": 1.25},
+    "no harmonic-sum candidates": {"n_sum_peaks": 0},
+    "no joint second-mode scoring": {"n_joint": 0},
+    "exact GLS grid (3 FFTs), not the 1-FFT approximation": {"exact_grid": True},
+}
+
+
+def design(seed: int = 1, per_cell: int = 12, progress: bool = True) -> dict[str, object]:
+    """Each of :data:`DESIGN_VARIANTS` on the development trials (``seed`` 1, not the committed
+    figures' 0) of the target region (amplitude 3, 5, 10; CRTS 60-200 points, EROS-1 60-100):
+    per survey the shares recovered, aliased and double modes recovered, by shape."""
+    from tqdm import tqdm
+
+    from dmdt.periods import search
+
+    batches = {
+        survey: list(trials(survey, cadences(survey), SHAPES, (3.0, 5.0, 10.0),
+                            [n for n in SIZES[survey] if n >= 60], per_cell, seed))
+        for survey in ("crts", "eros1")
+    }  # fmt: skip
+    out: dict[str, object] = {"seed": seed, "per_cell": per_cell, "variants": {}}
+    for name, options in tqdm(DESIGN_VARIANTS.items(), disable=not progress, desc="variants"):
+        row = {}
+        for survey, batch in batches.items():
+            found = search([(tr.t, tr.m, tr.err) for tr in batch], **options)  # type: ignore[arg-type]
+            cells = tally(score(batch, np.stack([found.period, found.second], axis=1)))
+            row[survey] = {
+                "all": rates(cells, survey),
+                **{shape: rates(cells, survey, (shape,)) for shape in SHAPES},
+            }
+        out["variants"][name] = row  # type: ignore[index]
+    return out
