@@ -10,8 +10,9 @@ new point when a batch of alerts is processed in one call.
 
 The curves are the repository's real CRTS light curves (cleaned). No CRTS curve has 1,000 points,
 so the n = 1000 curves are unions of several real curves (real cadence, magnitudes re-centred).
-The machine is shared and noisy: each figure is the best of several repeats, and only the ratios,
-measured seconds apart in one process, are meant to be compared.
+The machine is shared and noisy: each row's two sides run interleaved, repeat by repeat
+(light-curve, ours, light-curve, ours, ...), each figure is the best of its repeats, and only the
+ratios, measured seconds apart in one process, are meant to be compared.
 """
 
 from __future__ import annotations
@@ -30,18 +31,6 @@ from dmdt import engine
 from dmdt.datasets import load_labelled
 from dmdt.grids import get_grid
 from dmdt.table import HistogramTable
-
-
-def best_of(fn: Callable[[], object], repeats: int, number: int) -> float:
-    """Best mean seconds per call over ``repeats`` runs of ``number`` calls."""
-    fn()  # warm up (and compile)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / number)
-    return best
 
 
 def compare(
@@ -122,10 +111,12 @@ def main() -> None:
         for t, m in sel:  # same answer before timing anything
             assert np.array_equal(engine.counts(t, m, grid), ref.points(t, m, sorted=True))
         number = max(1, 2000 // n)
-        a = best_of(
-            lambda sel=sel: [ref.points(t, m, sorted=True) for t, m in sel], repeats, number
+        a, b = compare(
+            lambda sel=sel: [ref.points(t, m, sorted=True) for t, m in sel],
+            lambda sel=sel: [engine.counts(t, m, grid) for t, m in sel],
+            repeats,
+            number,
         )
-        b = best_of(lambda sel=sel: [engine.counts(t, m, grid) for t, m in sel], repeats, number)
         report(f"full counts, n = {n} (per curve)", a / len(sel), b / len(sel))
 
     batch = [(lc.t, lc.m) for lc in (lcs * 2)[:10_000]]
@@ -135,8 +126,8 @@ def main() -> None:
         )
         got = engine.counts_many(batch[:200], grid, n_threads=threads)
         assert np.array_equal(got, ref_many.points_many(batch[:200], sorted=True))
-        a = best_of(lambda r=ref_many: r.points_many(batch, sorted=True), max(2, repeats // 2), 1)
-        b = best_of(
+        a, b = compare(
+            lambda r=ref_many: r.points_many(batch, sorted=True),
             lambda th=threads: engine.counts_many(batch, grid, n_threads=th),
             max(2, repeats // 2),
             1,
@@ -151,10 +142,16 @@ def main() -> None:
     first = np.concatenate([t[:1000] for t, _ in hist])
     first_m = np.concatenate([m[:1000] for _, m in hist])
     table.update(keys, first, first_m, np.zeros_like(first), np.arange(len(hist) + 1) * 1000)
-    per_point = float("inf")
-    for r in range(repeats):
-        new_t = np.array([t[1000 + r] for t, _ in hist])
-        new_m = np.array([m[1000 + r] for _, m in hist])
+    t, m = hist[0]
+    ref.points(t, m, sorted=True)  # warm up
+    per_point = full = float("inf")
+    for r in range(repeats):  # interleaved: the reference's recomputation, then one update
+        t0 = time.perf_counter()
+        for _ in range(20):
+            ref.points(t, m, sorted=True)
+        full = min(full, (time.perf_counter() - t0) / 20)
+        new_t = np.array([t_[1000 + r] for t_, _ in hist])
+        new_m = np.array([m_[1000 + r] for _, m_ in hist])
         t0 = time.perf_counter()
         added = table.update(
             keys, new_t, new_m, np.zeros(len(hist)), np.arange(len(hist) + 1), n_threads=1
@@ -162,10 +159,8 @@ def main() -> None:
         per_point = min(per_point, (time.perf_counter() - t0) / len(hist))
         assert added.sum() == len(hist)
     for k in keys[:20]:  # exact after the updates
-        t, m = hist[k][0][: 1000 + repeats], hist[k][1][: 1000 + repeats]
-        assert np.array_equal(table.counts(table.rows([k]))[0], engine.counts(t, m, grid))
-    t, m = hist[0]
-    full = best_of(lambda: ref.points(t, m, sorted=True), repeats, 20)
+        tk, mk = hist[k][0][: 1000 + repeats], hist[k][1][: 1000 + repeats]
+        assert np.array_equal(table.counts(table.rows([k]))[0], engine.counts(tk, mk, grid))
     report("incremental: +1 point on 1,000 (per point)", full, per_point)
     print(
         f"  -> {per_point * 1e6:.2f} us per new point (target <= 10 us): HistogramTable.update, "

@@ -13,12 +13,15 @@ computed on, and recomputes it only when
 
 or on every batch that added a point (``always``: the exact mode of tests and comparisons).
 
-All refreshes of a batch run in one `refresh` call, most needed first (sources with no vector,
-then the largest relative growth), on ``threads`` threads, until ``budget_s`` is spent: a burst of
-new sources cannot stall the loop. A source over the budget keeps its stale vector; one that has
-none yet is classified with a vector of NaN (LightGBM's missing values: the counts still speak)
-and is first in line at its next batch. Its alert still gets its output: nothing is dropped.
-``always`` ignores the budget.
+All refreshes of a batch are computed together, most needed first (sources with no vector, then
+the largest relative growth), in as few calls of the model's ``features_many`` as the budget
+allows (one period search for many sources: `dmdt.periods`), split over ``threads`` threads, until
+``budget_s`` is spent: a burst of new sources cannot stall the loop. The calls are sized from the
+measured cost per source (the first call of the cache's life holds one source); with ``always``
+or no budget, all due sources go in one call (at most :data:`MAX_CALL` sources each). A source
+over the budget keeps its stale vector; one that has none yet is classified with a vector of NaN
+(LightGBM's missing values: the counts still speak) and is first in line at its next batch. Its
+alert still gets its output: nothing is dropped. ``always`` ignores the budget.
 
 The cache is not durable: after a restart or a rebalance a source's vector is recomputed at its
 next alert (it has none), and the entries of revoked or lost partitions are dropped (`release`).
@@ -41,6 +44,8 @@ from broker.state import PartitionId, SourceKey
 from dmdt.grids import Grid
 
 History = Callable[[SourceKey], tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> (t, m, err)
+Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
+MAX_CALL = 256  # sources per features_many call at most (memory of one batched search)
 
 
 class FeatureModel(Protocol):
@@ -58,11 +63,23 @@ class FeatureModel(Protocol):
         """One source's feature vector (1-D float64): expensive, a pure function of the points."""
         ...
 
+    # optional: ``features_many(curves) -> (n, F)``, the same rows in one call (batched search)
+
     def classify(
         self, counts: np.ndarray, n_points: np.ndarray, features: np.ndarray
     ) -> np.ndarray:
         """Counts ``(n, n_dt, n_dm)``, features ``(n, F)`` -> probabilities ``(n, n_classes)``."""
         ...
+
+
+def features_of(model: FeatureModel, curves: Sequence[Curve]) -> np.ndarray:
+    """The vectors of ``curves`` ``(n, F)``: one ``features_many`` call when the model has it,
+    else :meth:`FeatureModel.features` source by source."""
+    many = getattr(model, "features_many", None)
+    if many is not None:
+        return np.asarray(many(curves), dtype=np.float64).reshape(len(curves), -1)
+    rows = [np.asarray(model.features(*c), dtype=np.float64).reshape(-1) for c in curves]
+    return np.array(rows).reshape(len(curves), -1)
 
 
 def feature_identity(model: FeatureModel) -> tuple[int, tuple[str, ...]]:
@@ -115,6 +132,7 @@ class FeatureCache:
         self._entries: OrderedDict[SourceKey, _Entry] = OrderedDict()
         self._identity: tuple[int, tuple[str, ...]] | None = None
         self._pool = ThreadPoolExecutor(threads, "dmdt-features") if threads > 1 else None
+        self._per_source_s = math.inf  # measured cost of a refresh (seconds; inf: not yet)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -153,6 +171,17 @@ class FeatureCache:
         """Stop the refresh threads."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+    def _compute(self, model: FeatureModel, curves: list[Curve]) -> np.ndarray:
+        """The vectors of ``curves``, split over the threads when there are several."""
+        if self._pool is None or len(curves) < 2:
+            return features_of(model, curves)
+        parts = [curves[k :: self.threads] for k in range(self.threads)]
+        results = list(self._pool.map(lambda c: features_of(model, c), [p for p in parts if p]))
+        out = np.empty((len(curves), results[0].shape[1]))
+        for k, rows in enumerate(results):
+            out[k :: self.threads] = rows
+        return out
 
     def lookup(
         self,
@@ -198,31 +227,27 @@ class FeatureCache:
         history: History,
         out: Lookup,
     ) -> None:
-        """Recompute the vectors of sources ``order`` (most needed first) until the budget."""
+        """Recompute the vectors of sources ``order`` (most needed first) until the budget, in
+        calls sized from the measured cost per source."""
         start = self.clock()
         deadline = math.inf if self.always or self.budget_s <= 0 else start + self.budget_s
-
-        def one(i: int) -> tuple[int, np.ndarray, float]:
-            t0 = time.perf_counter()
-            t, m, err = history(keys[i])
-            vector = np.asarray(model.features(t, m, err), dtype=np.float64).reshape(-1)
-            return i, vector, time.perf_counter() - t0
-
         done: list[tuple[int, np.ndarray, float]] = []
-        if self._pool is None:
-            for i in order:
-                if self.clock() >= deadline:
-                    break
-                done.append(one(i))
-        else:  # a few at a time in flight, so that the budget can stop submitting
-            pending = list(reversed(order))
-            running: list = []
-            while pending or running:
-                while pending and len(running) < self.threads and self.clock() < deadline:
-                    running.append(self._pool.submit(one, pending.pop()))
-                if not running:
-                    break
-                done.append(running.pop(0).result())
+        pending = list(order)
+        while pending:
+            now = self.clock()
+            if now >= deadline:
+                break
+            size = MAX_CALL
+            if math.isfinite(deadline):
+                fits = (deadline - now) / self._per_source_s if self._per_source_s > 0 else 1
+                size = int(min(max(fits, 1), MAX_CALL))
+            chunk, pending = pending[:size], pending[size:]
+            t0 = time.perf_counter()
+            vectors = self._compute(model, [history(keys[i]) for i in chunk])
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            clocked = (self.clock() - now) / len(chunk)  # the budget's clock (a test may fake it)
+            self._per_source_s = clocked
+            done += [(i, v, seconds) for i, v in zip(chunk, vectors, strict=True)]
         for i, vector, seconds in done:
             if vector.size != out.vectors.shape[1]:
                 raise ValueError(

@@ -110,20 +110,36 @@ class HybridClassifier:
         """The periodic feature vector ``(F,)`` float64 of one source's points (any order; bad
         points dropped, same times merged as in training), each view's block after the other;
         all NaN below ``min_points``, a view's block NaN below :data:`MIN_VIEW_POINTS`."""
+        return self.features_many([(t, m, err)])[0]
+
+    def features_many(
+        self, curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> np.ndarray:
+        """:meth:`features` of many sources ``(t, m, err)`` in one call ``(n, F)``: one period
+        search for all their views (each row equals :meth:`features` of its source alone)."""
         if self.features_version != periodic.FEATURES_VERSION:
             raise ValueError(
                 f"model {self.name} wants periodic features version {self.features_version}, "
                 f"this code computes version {periodic.FEATURES_VERSION}"
             )
-        lc, _ = clean(LightCurve("source", t, m, err), self.min_points, min_time=None)
-        if lc is None:
-            return np.full(len(self.feature_names), np.nan)
-        out = np.full((len(self.views), len(periodic.FEATURE_NAMES)), np.nan)
-        seen = [VIEWS[v](lc) for v in self.views]
-        ok = [i for i, (name, v) in enumerate(zip(self.views, seen, strict=True))
-              if name == "curve" or len(v) >= MIN_VIEW_POINTS]  # fmt: skip
-        out[ok], _ = periodic.features([seen[i] for i in ok])
-        return out.reshape(-1)
+        width = len(periodic.FEATURE_NAMES)
+        out = np.full((len(curves), len(self.views), width), np.nan)
+        where: list[tuple[int, int]] = []  # (source, view) of each curve searched
+        seen: list[LightCurve] = []
+        for i, (t, m, err) in enumerate(curves):
+            lc, _ = clean(LightCurve("source", t, m, err), self.min_points, min_time=None)
+            if lc is None:
+                continue
+            for j, name in enumerate(self.views):
+                view = VIEWS[name](lc)
+                if name == "curve" or len(view) >= MIN_VIEW_POINTS:
+                    where.append((i, j))
+                    seen.append(view)
+        if seen:
+            x, _ = periodic.features(seen)
+            rows, cols = np.array(where).T
+            out[rows, cols] = x
+        return out.reshape(len(curves), len(self.views) * width)
 
     # --- batched classification (cheap, every alert) ------------------------------------------
 

@@ -37,8 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dmdt import periodic  # noqa: E402
-from trainer import beyond, openset  # noqa: E402
+from trainer import beyond, openset, periodic_v3  # noqa: E402
 from trainer import calibration as cal  # noqa: E402
 from trainer.beyond_models import make_gbm  # noqa: E402
 
@@ -48,9 +47,8 @@ PROB_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def v2_features(lcs: Sequence[Any]) -> np.ndarray:
-    """The 76 version-2 periodic features: version 3's first columns (version 4 changed the
-    period search, so its first columns differ)."""
-    return periodic.features(lcs, version=3)[0][:, :N_V2]
+    """The 76 version-2 periodic features: version 3's first columns (trainer/periodic_v3.py)."""
+    return periodic_v3.features(lcs)[0][:, :N_V2]
 
 
 class Data:

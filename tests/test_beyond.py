@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from script_helpers import load_script
 
-from dmdt import periodic
+from dmdt import periodic, periodogram
 from dmdt.lightcurves import LightCurve, clean, read_crts_csv
-from trainer import beyond, data
+from trainer import beyond, data, periodic_v3
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,40 +63,19 @@ def test_gls_power_matches_scipy_lombscargle() -> None:
     lc = synthetic(0.61734)
     y = lc.m - lc.m.mean()
     freqs = np.linspace(0.5, 3.0, 200)
-    ours = periodic.gls_power(lc.t - lc.t[0], lc.m, np.ones(lc.t.size), freqs)
+    ours = periodogram.gls_power(lc.t - lc.t[0], lc.m, np.ones(lc.t.size), freqs)
     ref = lombscargle(lc.t - lc.t[0], y, 2 * np.pi * freqs, floating_mean=True, normalize=True)
     np.testing.assert_allclose(ours, ref, atol=1e-6)
 
 
-def test_gls_grid_kernel_matches_gls_power() -> None:
+def test_version_3_features_kept_for_the_old_rows() -> None:
     lc = synthetic(0.61734)
-    t, w = lc.t - lc.t[0], 1.0 / lc.err**2
-    f0, df, n = 1.4, 1.0 / (3.0 * t[-1]), 300  # > 64: crosses the kernel's exact re-anchoring
-    ours = periodic._gls_grid(t, lc.m, w, f0, df, n)
-    ref = periodic.gls_power(t, lc.m, w, f0 + df * np.arange(n))
-    np.testing.assert_allclose(ours, ref, atol=1e-10)
-
-
-def test_ranked_peaks_best_refined_power_first() -> None:
-    lc = synthetic(0.3127, shape="saw")
-    # a grid's peaks in the wrong order: a daily alias first, the true period second
-    alias = 1.0 / (1.0 / 0.3127 - 1.0027)
-    peaks = np.array([alias, 30.0, 0.3127 * 1.00002, 20.0])
-    out = periodic.ranked_peaks(lc.t, lc.m, lc.err, peaks, periodic.MAX_FREQ / 2**17, 3)
-    assert out[0] == pytest.approx(0.3127, rel=1e-5)
-    assert out[1] == 20.0  # the snr travels with its peak
-    assert out[2] == pytest.approx(alias, rel=1e-4)
-    assert np.isnan(out[4:]).all()
-
-
-def test_version_3_search_still_available_for_old_rows() -> None:
-    lc = synthetic(0.61734)
-    x3, _ = periodic.features([lc], version=3)
-    x4, _ = periodic.features([lc])
-    i = periodic.FEATURE_NAMES.index("period")
-    assert x3[0, i] == pytest.approx(x4[0, i], rel=1e-5)  # a clean period: both searches agree
-    with pytest.raises(ValueError, match="version 2"):
-        periodic.features([lc], version=2)
+    x3, _ = periodic_v3.features([lc])
+    assert x3.shape == (1, len(periodic_v3.FEATURE_NAMES)) == (1, 112)
+    assert periodic_v3.FEATURE_NAMES[: len(periodic_v3.V2_NAMES)] == periodic_v3.V2_NAMES
+    i = periodic_v3.FEATURE_NAMES.index("period")
+    x5, _ = periodic.features([lc])
+    assert x3[0, i] == pytest.approx(x5[0, periodic.FEATURE_NAMES.index("period")], rel=1e-5)
 
 
 def test_fold_ids_fixed_stratified_and_held_out_as_fit() -> None:
@@ -120,7 +99,7 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
     args = ["--quick", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
     assert script.main(args) == 0
     out = tmp_path / "out"
-    names = [s.name for s in script.SPECS]
+    names = [s.name for s in script.SPECS if s.name not in script.ARCHIVED]
     for name in names:
         doc = json.loads((out / f"{name}.json").read_text())
         assert set(doc["parts"]) == set(beyond.PARTS)
@@ -140,7 +119,7 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
     text = (out / "beyond.md").read_text()
     assert all(f"`{n}`" in text for n in names)
     summary = text.split("## Summary (seven classes)")[1].split("\n\n")[1]  # the table
-    assert all(f"| `{n}` |" in summary for n, _ in script.SUMMARY_ROWS)
+    assert all(f"| `{n}` |" in summary for n, _ in script.SUMMARY_ROWS if n not in script.ARCHIVED)
     assert "accuracy, folds: best " in text
     # a second run finds every part stored and changes nothing
     before = {p.name: p.read_bytes() for p in out.glob("*.json")}

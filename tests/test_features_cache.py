@@ -194,6 +194,35 @@ def test_budget_defers_refreshes_and_missing_ones_go_first() -> None:
     assert unlimited.lookup(model, keys, parts, n_points, history).refreshed == len(keys)
 
 
+def test_a_batchs_due_refreshes_go_in_one_call() -> None:
+    class Batched(FakeHybrid):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[int] = []
+
+        def features_many(self, curves):
+            self.batches.append(len(curves))
+            return np.array([FakeHybrid.features(self, *c) for c in curves])
+
+    model = Batched()
+    history = lambda key: (np.arange(float(key[0])), np.cos(np.arange(float(key[0]))),  # noqa: E731
+                           np.full(int(key[0]), 0.1))  # fmt: skip
+    keys = [(str(n), "V") for n in range(20, 32)]
+    parts = [("lc", 0)] * len(keys)
+    cache = FeatureCache(budget_s=0.0)  # no budget: every due source in one call
+    got = cache.lookup(model, keys, parts, np.arange(20, 32), history)
+    assert model.batches == [12]
+    assert got.refreshed == 12
+    np.testing.assert_array_equal(got.vectors[3], model.features(*history(keys[3])))
+    budgeted = FeatureCache(budget_s=10.0)  # a budget: one source first (its cost unknown), then
+    budgeted.lookup(model, keys, parts, np.arange(20, 32), history)  # the rest in one call
+    assert model.batches[1:] == [1, 11]
+    threaded = FeatureCache(budget_s=0.0, threads=2)
+    again = threaded.lookup(model, keys, parts, np.arange(20, 32), history)
+    np.testing.assert_array_equal(again.vectors, got.vectors)  # split over threads, same rows
+    threaded.close()
+
+
 def test_release_and_size_bound() -> None:
     model = FakeHybrid()
     cache = FeatureCache(max_entries=6)

@@ -30,7 +30,7 @@ from dmdt.lightcurves import LightCurve
 from trainer import data
 from trainer.hybrid_fit import HybridOptions, features_of, train_views
 
-FOLD_PERIOD = "mh_period"  # the feature a curve is folded at: the 4-harmonic fit's period
+FOLD_PERIOD = "period"  # the feature a curve is folded at: the period search's choice
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from dmdt import periodic
 from dmdt.datasets import bundled_path, load_labelled
 from dmdt.lightcurves import LightCurve
-from trainer import beyond, data
+from trainer import beyond, data, periodic_v3
 
 EROS_CLASSES = ("EB", "Cepheid", "RRLyrae", "Mira")
 BANDS = ("B", "R")
@@ -97,14 +96,13 @@ def load_eros(per_class: int | None = None, min_points: int = 20) -> Eros:
     return Eros(ids, labels, test, bands)
 
 
-N_V2 = 76  # periodic features of version 2: the first columns of version 3 (not of 4, whose
-# period search differs), so they are computed with version=3
-FEATURE_NAMES = periodic.FEATURE_NAMES[:N_V2]
+N_V2 = 76  # periodic features of version 2: the first columns of version 3 (trainer/periodic_v3.py)
+FEATURE_NAMES = periodic_v3.FEATURE_NAMES[:N_V2]
 
 
 def v2_features(lcs: Sequence[LightCurve]) -> np.ndarray:
     """The 76 version-2 periodic features (the input of the 7-class baseline model)."""
-    return periodic.features(lcs, version=3)[0][:, :N_V2]
+    return periodic_v3.features(lcs)[0][:, :N_V2]
 
 
 def band_features(eros: Eros, band: str, cache: Path) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 :func:`augmented` draws thinned, re-noised copies of a curve for training.
 :func:`season_features` (does a source's shape change from one observing season to the next, as a
-spotted RS CVn star's does?) and :func:`double_mode_features` (the double-mode search of
-:mod:`dmdt.periodic` also at the daily aliases of the second mode, and a joint two-mode fit) are
-candidate features. The curve views a served model may use (visit clipping, visit medians) are in
-:mod:`dmdt.views`. docs/beyond.md reports each against the shipped version 4 features.
+spotted RS CVn star's does?) and :func:`double_mode_features` (version 3's double-mode search,
+:mod:`trainer.periodic_v3`, also at the daily aliases of the second mode, and a joint two-mode
+fit) are candidate features. The curve views a served model may use (visit clipping, visit
+medians) are in :mod:`dmdt.views`. docs/beyond.md reports each against the version 4 features
+shipped then.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from dmdt import periodic
 from dmdt.lightcurves import LightCurve
 from dmdt.views import visits
+from trainer import periodic_v3 as periodic
 
 SEASON_GAP = 90.0  # days between observing seasons
 N_SEASON_FEATURES = 7
@@ -98,13 +99,14 @@ def season_features(lc: LightCurve, period: float, harmonics: int = 3, min_point
 
 
 def double_mode_features(lc: LightCurve, period: float) -> np.ndarray:
-    """The double-mode RR Lyrae search of :func:`dmdt.periodic.extra_features` widened to the
-    daily aliases (+-1 cycle/day) of the second mode's window, and a joint fit: [best alias-window
-    residual power, that power over the residuals' median power between 0.5 and 4.5 cycles/day,
+    """The double-mode RR Lyrae search of version 3 (:func:`trainer.periodic_v3.extra_features`)
+    widened to the daily aliases (+-1 cycle/day) of the second mode's window, and a joint fit:
+    [best alias-window residual power, that power over the residuals' median power between 0.5
+    and 4.5 cycles/day,
     the same excess for the direct window, chi^2 of a joint fit (dominant mode 4 harmonics, the
     direct window's second mode 2, their sum and difference 1 each) over the one-mode chi^2, the
     same with the alias window's second mode, the residuals' highest power over their median];
-    zeros outside the RR Lyrae frequencies (:data:`dmdt.periodic.RRD_FREQ`)."""
+    zeros outside the RR Lyrae frequencies (:data:`trainer.periodic_v3.RRD_FREQ`)."""
     f1 = 1.0 / period
     if not periodic.RRD_FREQ[0] <= f1 <= periodic.RRD_FREQ[1]:
         return np.zeros(N_DOUBLE_MODE_FEATURES)
