@@ -361,18 +361,22 @@ class App:
     def _observe(self, r: BatchResult, delivered: int, n_records: int) -> None:
         m, st = self.metrics, self.stats
         for topic, n in r.consumed.items():
-            m.alerts_consumed.labels(topic=topic).inc(n)
+            m.messages_consumed.labels(topic=topic).inc(n)
+        for (topic, reason), n in r.dead_reasons.items():
+            m.messages_dead_lettered.labels(topic=topic, reason=reason).inc(n)
         classified: dict[str, int] = {}
         for topic in r.output_topics:
             classified[topic] = classified.get(topic, 0) + 1
         for topic, n in classified.items():
-            m.alerts_classified.labels(topic=topic).inc(n)
+            m.source_bands_classified.labels(topic=topic).inc(n)
         for topic, n in r.unclassified.items():
-            m.alerts_unclassified.labels(topic=topic).inc(n)
+            m.source_bands_unclassified.labels(topic=topic).inc(n)
+        for topic in classified.keys() | r.unclassified.keys():
+            m.source_bands_decoded.labels(topic=topic).inc(
+                classified.get(topic, 0) + r.unclassified[topic]
+            )
         for topic, n in r.unknown.items():
-            m.alerts_unknown.labels(topic=topic).inc(n)
-        for (topic, reason), n in r.dead_reasons.items():
-            m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+            m.source_bands_unknown.labels(topic=topic).inc(n)
         m.batch_size.observe(n_records)
         m.decode_seconds.observe(r.decode_s)
         m.update_seconds.observe(r.update_s)
