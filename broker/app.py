@@ -101,6 +101,7 @@ class App:
         self.health = Health()
         self.owned: set[PartitionId] = set()
         self.metrics_port: int | None = None  # the bound port once serving
+        self._server: HealthServer | None = None
         self._hook_error: Exception | None = None
         self.stats = RunStats()
         self.on_batch = on_batch
@@ -229,11 +230,8 @@ class App:
     def run(self, serve_metrics: bool = True) -> RunStats:
         """Consume until stopped; returns the totals. Raises DeliveryFailed / KafkaFatalError."""
         s = self.settings
-        server: HealthServer | None = None
-        if serve_metrics and s.metrics_port:
-            server = serve(self.health, self.registry, s.metrics_host, s.metrics_port)
-            self.metrics_port = server.port
-            log.info("metrics and probes on http://%s:%d/", server.host, server.port)
+        if serve_metrics:
+            self.serve_metrics()
         hooks = RebalanceHooks(
             self._guard(self._assigned), self._guard(self._revoked), self._guard(self._lost)
         )
@@ -280,14 +278,31 @@ class App:
                 consumer.close()  # leaves the group (revoke hook, then stored offsets commit)
             finally:
                 producer.close(timeout_s=DELIVERY_TIMEOUT_S)
-                self.flow.close()
-                self.features.close()
-                self.state.close()
                 if reader is not None:
                     reader.close()
-                if server is not None:
-                    server.close()
+                self.close()
         return self.stats
+
+    def close(self) -> None:
+        """Release the state, worker threads and metrics server (`run` does it when it ends;
+        call it when `run` is not called)."""
+        self.flow.close()
+        self.features.close()
+        self.state.close()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def serve_metrics(self) -> int:
+        """Serve /metrics, /healthz and /readyz on metrics_host:metrics_port (0: any free port)
+        until `run` ends; returns the bound port (also `metrics_port`). Raises
+        MetricsAddressError, naming the address and the setting, when it cannot be bound."""
+        if self._server is None:
+            s = self.settings
+            self._server = serve(self.health, self.registry, s.metrics_host, s.metrics_port)
+            self.metrics_port = self._server.port
+            log.info("metrics and probes on http://%s:%d/", self._server.host, self._server.port)
+        return self._server.port
 
     def _changelogs(self) -> dict[str, str] | None:
         """The changelog topics (created if missing), once the input topics exist; None if

@@ -140,6 +140,15 @@ class TansuBroker:
             raise RuntimeError(f"Tansu exited at start:\n{output}")
         return self
 
+    def wait(self, timeout_s: float) -> int | None:
+        """The broker's exit status once it has exited (within timeout_s), else None."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def log(self, limit: int = 4000) -> str:
         """The tail of the broker's output, for failure messages."""
         self._log.seek(0)
