@@ -6,11 +6,13 @@ a topic's records as JSON lines. Registered by `broker.cli.build_parser`; each s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 DEFAULT_PORT = 9092
@@ -107,13 +109,18 @@ def _topic_partitions(text: str) -> tuple[str, int | None]:
     return name, int(n) if sep else None
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM ends the command as Ctrl-C does (its cleanup runs)."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM ends the command as Ctrl-C does (its cleanup runs)."""
 
     def interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------- local-kafka
@@ -176,8 +183,7 @@ def cmd_local_kafka(args: argparse.Namespace) -> int:
     topics.setdefault(settings.dead_letter_topic, 1)
     for name, n in args.topic:
         topics[name] = n or args.partitions
-    _stop_on_sigterm()
-    with TansuBroker(host=args.host, port=port) as broker:
+    with _sigterm_interrupts(), TansuBroker(host=args.host, port=port) as broker:
         local = settings.model_copy(update={"bootstrap_servers": broker.bootstrap})
         create_topics(local, topics)
         wait_for_topics(local, list(topics))
@@ -261,6 +267,32 @@ def add_read_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_read)
 
 
+def _follow(
+    reader: Any,
+    partitions: dict[str, int],
+    args: argparse.Namespace,
+    messages: Any,
+    fields: list[str] | None,
+) -> int:
+    """Print records until Ctrl-C, --limit or --idle; returns how many were printed."""
+    reader.seek_all(partitions, from_end=args.start == "end")
+    shown = 0
+    last = time.monotonic()
+    try:
+        while args.limit is None or shown < args.limit:
+            records = reader.read(500 if args.limit is None else args.limit - shown, 0.5)
+            for record in records:
+                print(messages.json_line(record, fields), flush=True)
+                shown += 1
+            if records:
+                last = time.monotonic()
+            elif args.idle is not None and time.monotonic() - last >= args.idle:
+                break
+    except KeyboardInterrupt:
+        pass
+    return shown
+
+
 def cmd_read(args: argparse.Namespace) -> int:
     """``read``: JSON lines until Ctrl-C, --limit or --idle (0)."""
     from broker.cli import _settings
@@ -279,28 +311,16 @@ def cmd_read(args: argparse.Namespace) -> int:
     )
     where = ", ".join(f"{t} ({n} partitions)" for t, n in partitions.items())
     print(f"dmdt-broker read: {where} from the {args.start}", file=sys.stderr)
-    _stop_on_sigterm()
     reader = PartitionReader(settings)
     shown = 0
-    try:
-        reader.seek_all(partitions, from_end=args.start == "end")
-        last = time.monotonic()
-        while args.limit is None or shown < args.limit:
-            records = reader.read(500 if args.limit is None else args.limit - shown, 0.5)
-            for record in records:
-                print(messages.json_line(record, fields), flush=True)
-            shown += len(records)
-            if records:
-                last = time.monotonic()
-            elif args.idle is not None and time.monotonic() - last >= args.idle:
-                break
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:  # e.g. `| head`: whoever read stdout has gone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return 0
-    finally:
-        reader.close()
+    with _sigterm_interrupts():
+        try:
+            shown = _follow(reader, partitions, args, messages, fields)
+        except BrokenPipeError:  # e.g. `| head`: whoever read stdout has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+            return 0
+        finally:
+            reader.close()
     print(f"dmdt-broker read: {shown:,} records", file=sys.stderr)
     return 0
 
