@@ -190,7 +190,7 @@ def add_replay_parser(sub: Any) -> None:
         help="touch no Kafka cluster: plan and encode every message, print the summary "
         "(with --out the file is still written)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
     p.set_defaults(handler=cmd_replay)
 
 
@@ -232,7 +232,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "classes": classes,
         "limit_sources": args.limit_sources,
-        "progress": not args.quiet,
+        "progress": not args.quiet and sys.stderr.isatty(),  # no bar off a terminal
     }
     if to_kafka:
         from broker.kafka import KafkaFatalError
@@ -467,7 +467,7 @@ def add_demo_parser(sub: Any) -> None:
         "changelog of `run` (in a temporary folder, removed at the end)",
     )
     p.add_argument("--json", default=None, metavar="FILE", help="also write the summary as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true", help="no progress line (none off a terminal)")
     p.set_defaults(handler=cmd_demo)
 
 

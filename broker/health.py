@@ -171,15 +171,21 @@ class MetricsAddressError(RuntimeError):
     def __init__(self, host: str, port: int, exc: OSError) -> None:
         where = f"{host}:{port}"
         if exc.errno == errno.EADDRINUSE:
-            text = (f"metrics port {where} is already in use (another dmdt-broker?): set "
-                    "DMDT_METRICS_PORT or --metrics-port to a free port, or 0 for any free one")
+            text = (
+                f"metrics port {where} is already in use (another dmdt-broker?): set "
+                "DMDT_METRICS_PORT or --metrics-port to a free port, or 0 for any free one"
+            )
         elif exc.errno == errno.EACCES:
-            text = (f"no permission to serve metrics on {where} (ports below 1024 need "
-                    "privileges): set DMDT_METRICS_PORT or --metrics-port to a port above 1023")
+            text = (
+                f"no permission to serve metrics on {where} (ports below 1024 need "
+                "privileges): set DMDT_METRICS_PORT or --metrics-port to a port above 1023"
+            )
         else:
             reason = exc.strerror or type(exc).__name__
-            text = (f"cannot serve metrics on {where} ({reason}): set DMDT_METRICS_HOST or "
-                    "--metrics-host to an address of this machine (default 127.0.0.1)")
+            text = (
+                f"cannot serve metrics on {where} ({reason}): set DMDT_METRICS_HOST or "
+                "--metrics-host to an address of this machine (default 127.0.0.1)"
+            )
         super().__init__(text)  # fmt: skip
         self.host, self.port = host, port
 
