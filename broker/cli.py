@@ -382,14 +382,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from broker.startup import StartupError, check_kafka, run_topics
 
     settings = _run_settings(args)
-    check_kafka(settings, run_topics(settings))
-    app = App(settings)
+    app = App(settings)  # the model loads (or fails with the artifact's own message)
     try:
         app.serve_metrics()
     except MetricsAddressError as exc:
         app.close()
         raise StartupError(str(exc)) from None
     served = app.models.current
+    inputs = ", ".join(f"{t}:{d}" for t, d in settings.input_topics.items())
+    print(
+        f"dmdt-broker run: {inputs} -> {settings.output_topic} (dead letters: "
+        f"{settings.dead_letter_topic}), group {settings.group_id}, model {served.name} "
+        f"{served.version}, metrics on http://{settings.metrics_host}:{app.metrics_port}/metrics",
+        file=sys.stderr,
+    )
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C, for now
+    try:  # /healthz answers meanwhile: live, not ready
+        check_kafka(settings, run_topics(settings))
+    except (StartupError, KeyboardInterrupt):
+        app.close()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
     def stop(signum: int, _frame: Any) -> None:
         print(f"dmdt-broker run: {signal.Signals(signum).name}: draining", file=sys.stderr)
@@ -398,13 +412,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    inputs = ", ".join(f"{t}:{d}" for t, d in settings.input_topics.items())
-    print(
-        f"dmdt-broker run: {inputs} -> {settings.output_topic} (dead letters: "
-        f"{settings.dead_letter_topic}), group {settings.group_id}, model {served.name} "
-        f"{served.version}, metrics on http://{settings.metrics_host}:{app.metrics_port}/metrics",
-        file=sys.stderr,
-    )
     try:
         stats = app.run()
     except (DeliveryFailed, KafkaFatalError) as exc:

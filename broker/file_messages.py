@@ -51,9 +51,13 @@ class FileMessages:
         what = {"ztf": "ZTF alerts", "rubin": "Rubin alerts", "lightcurve": "light curves",
                 "raw": "raw files"}[self.payload]  # fmt: skip
         return (
-            f"{len(self.messages):,} messages ({what} of {len(self.sources):,} sources, "
-            f"{self.files:,} files)"
+            f"{_count(len(self.messages), 'message')} ({what} of "
+            f"{_count(len(self.sources), 'source')}, {_count(self.files, 'file')})"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _expand(paths: Sequence[str | Path]) -> list[Path]:

@@ -65,7 +65,9 @@ def cluster_topics(
     """
     errors: list[KafkaError] = []
     conf = _for_role({**settings.kafka_config(), **(overrides or {})}, "admin")
-    conf.update(error_cb=errors.append, logger=_PROBE_LOG)
+    conf["error_cb"] = errors.append
+    if not log.isEnabledFor(logging.INFO):  # -v: librdkafka's own lines, as the clients print
+        conf["logger"] = _PROBE_LOG
     try:
         admin = AdminClient(conf)
     except KafkaException as exc:  # e.g. a SASL mechanism this librdkafka was built without

@@ -28,6 +28,7 @@ from broker.encode import (
     encode_dead_letter,
     encode_record,
 )
+from broker.health import probe
 from broker.kafka import Record
 from broker.kafka_admin import topic_partitions
 from broker.message_json import MessageReader, jsonable
@@ -48,6 +49,7 @@ def cli(
     """Run `dmdt-broker ARGS` in this process against the test cluster: (status, out, err)."""
     monkeypatch.delenv("DMDT_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("DMDT_METRICS_PORT", "0")  # `run` serves them before its Kafka check
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -269,12 +271,16 @@ def test_unreachable_kafka_is_one_line_naming_the_address_and_settings(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DMDT_CONNECT_TIMEOUT_S", "1.5")
+    monkeypatch.setenv("DMDT_METRICS_PORT", "0")
     dead = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     for command in (["run"], ["read", "some-topic"], ["send", str(CRTS_CSV[0])]):
         assert main([*command, "--bootstrap-servers", dead]) == 3
-        err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1, err
+        err = capsys.readouterr().err.strip().splitlines()
+        if command == ["run"]:  # its start line first: what it was about to do
+            assert err.pop(0).startswith("dmdt-broker run: lc-alerts:lightcurve -> ")
+        assert len(err) == 1, err
+        err = err[0]
         assert f"no Kafka broker answered at {dead} within 1.5 s" in err
         assert "Connection refused" in err
         assert "DMDT_BOOTSTRAP_SERVERS" in err
@@ -318,7 +324,9 @@ def test_missing_topics_name_their_settings(
         "--output", "no-such-output", "--dead-letter", present,
     )  # fmt: skip
     assert status == 3
-    assert len(err.strip().splitlines()) == 1, err
+    start, failure = err.strip().splitlines()  # the start line, then why it stops
+    assert start.startswith("dmdt-broker run: ")
+    assert failure.startswith("dmdt-broker run: cannot start: topics ")
     assert "topics 'no-such-input' (DMDT_INPUT_TOPICS or --input), 'no-such-output' " in err
     assert "(DMDT_OUTPUT_TOPIC or --output) not found on" in err
     assert "dmdt-broker local-kafka" in err
@@ -346,7 +354,8 @@ def test_run_with_metrics_port_0_reports_the_port_it_bound(
     kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topics = [make_topic(), make_topic(), make_topic()]
-    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "DMDT_STATE_DIR": str(tmp_path)}
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "DMDT_STATE_DIR": str(tmp_path),
+           "DMDT_KAFKA_EXTRA": "session.timeout.ms=6000,heartbeat.interval.ms=1000"}  # fmt: skip
     env.pop("DMDT_BOOTSTRAP_SERVERS", None)
     proc = subprocess.Popen(
         [DMDT_BROKER, "run", "--input", f"{topics[0]}:lightcurve", "--output", topics[1],
@@ -364,7 +373,13 @@ def test_run_with_metrics_port_0_reports_the_port_it_bound(
         import urllib.request
 
         with urllib.request.urlopen(url, timeout=10) as response:
-            assert b"dmdt_messages_consumed" in response.read()
+            assert b"dmdt_messages_dead_lettered" in response.read()
+        ready = url.replace("/metrics", "/readyz")
+        deadline = time.monotonic() + 90
+        while not probe(ready):  # partitions assigned: past the start-up check, in the loop
+            assert proc.poll() is None
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
