@@ -51,6 +51,7 @@ from broker.models import ModelSource, ServedModel
 from broker.pipeline import BatchResult, Pipeline
 from broker.settings import BrokerSettings
 from broker.state import SourceState
+from broker.state import warm_up as warm_up_state
 from broker.store import StateStoreError
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class App:
         self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
         self._model_loaded(self.models.current)
         grid = self.models.current.grid
+        warm_up_state(grid)  # the kernels of the first batch, compiled now (after an install)
         self.state: SourceState = state if state is not None else open_state(settings, grid)
         if isinstance(self.state, DurableState):
             rows = self.metrics.state_rows

@@ -382,6 +382,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from broker.startup import StartupError, check_kafka, run_topics
 
     settings = _run_settings(args)
+    if sys.stderr.isatty():
+        print("dmdt-broker run: loading the model and the dmdt kernels (the first run after an "
+              "install compiles the kernels: up to a minute)", file=sys.stderr)  # fmt: skip
     app = App(settings)  # the model loads (or fails with the artifact's own message)
     try:
         app.serve_metrics()

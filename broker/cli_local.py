@@ -111,16 +111,18 @@ def _topic_partitions(text: str) -> tuple[str, int | None]:
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Within the block SIGTERM ends the command as Ctrl-C does (its cleanup runs)."""
+    """Within the block SIGTERM and SIGINT end the command as Ctrl-C does (its cleanup runs),
+    also when started in the background of a script, where SIGINT comes ignored."""
 
     def interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------- local-kafka

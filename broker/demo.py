@@ -407,6 +407,7 @@ def _run_demo(
                 first_batch.append(time.monotonic())
             latencies.on_batch(result, delivered_ms)
 
+        stage("preparing the consumer (after an install: compiling the dmdt kernels)")
         app = App(
             settings,
             models=models,

@@ -422,3 +422,42 @@ def test_local_kafka_serves_the_topics_of_a_run_until_stopped(tmp_path: Path) ->
     with socket.socket() as sock:  # the port is free again: the broker is gone
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_start_up_compiles_the_kernels_of_the_first_batch() -> None:
+    """After `broker.state.warm_up` (App does it at start), a real batch of updates compiles no
+    new kernel: on a fresh install the ~30 s of numba compilation happen before the consumer
+    says it is ready, not in its first batch. In a fresh process, so that nothing ran before."""
+    script = """
+import numpy as np
+from dmdt import incremental, kernels
+from dmdt.grids import get_grid
+from broker.state import MemoryState, warm_up
+from stream_helpers import crts_curves
+
+def compiled():
+    return {name: len(getattr(mod, name).signatures) for mod in (incremental, kernels)
+            for name in dir(mod) if hasattr(getattr(mod, name), "signatures")}
+
+before = compiled()
+grid = get_grid("mahabal2017")
+warm_up(grid)
+warmed = compiled()
+state = MemoryState(grid)
+curves = crts_curves(5)
+keys = [(lc.source_id, "V") for lc in curves]
+offsets = np.cumsum([0] + [len(lc) for lc in curves])
+rows = state.update(keys, [("t", 0)] * 5, np.concatenate([lc.t for lc in curves]),
+                    np.concatenate([lc.m for lc in curves]),
+                    np.concatenate([lc.err for lc in curves]), offsets)
+state.counts(np.unique(rows))
+assert sum(warmed.values()) > sum(before.values()), (before, warmed)
+assert compiled() == warmed, (warmed, compiled())
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO / "tests", capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
