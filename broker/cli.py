@@ -236,9 +236,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     }
     if to_kafka:
         from broker.kafka import KafkaFatalError
+        from broker.startup import check_kafka
 
         settings = _settings(args)
         topic = _replay_topic(args, settings, source.payload)
+        check_kafka(settings, {})  # the cluster answers (the topic may be auto-created)
         try:
             summary = replay.replay_to_topic(
                 settings, source, topic, partitions=args.partitions, **common
