@@ -6,13 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench clean
 
+# pip shows its own progress on a terminal; elsewhere (CI, logs) it is quiet and one line per step
+# says what is being installed.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned: the CPU wheel, not the registry's CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@set -e; \
+	if [ -t 1 ]; then quiet=; else quiet=--quiet; fi; \
+	echo "setup [1/4]: creating $(VENV) with $(PYTHON)"; \
+	$(PYTHON) -m venv $(VENV); \
+	echo "setup [2/4]: upgrading pip"; \
+	$(BIN)/pip install $$quiet --upgrade pip; \
+	echo "setup [3/4]: torch==2.13.0 first, pinned: the CPU wheel, not the registry's CUDA build"; \
+	$(BIN)/pip install $$quiet torch==2.13.0; \
+	echo "setup [4/4]: the project and its test tools (pip install -e '.[dev]'; 2-4 minutes)"; \
+	$(BIN)/pip install $$quiet -e '.[dev]'; \
+	touch $(STAMP); \
+	echo "setup: done ($(VENV))"
 
 setup: $(STAMP)  ## create .venv and install the project with test tools
 

@@ -51,6 +51,7 @@ from broker.models import ModelSource, ServedModel
 from broker.pipeline import BatchResult, Pipeline
 from broker.settings import BrokerSettings
 from broker.state import SourceState
+from broker.state import warm_up as warm_up_state
 from broker.store import StateStoreError
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class App:
         self.health = Health()
         self.owned: set[PartitionId] = set()
         self.metrics_port: int | None = None  # the bound port once serving
+        self._server: HealthServer | None = None
         self._hook_error: Exception | None = None
         self.stats = RunStats()
         self.on_batch = on_batch
@@ -125,6 +127,7 @@ class App:
         self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
         self._model_loaded(self.models.current)
         grid = self.models.current.grid
+        warm_up_state(grid)  # the kernels of the first batch, compiled now (after an install)
         self.state: SourceState = state if state is not None else open_state(settings, grid)
         if isinstance(self.state, DurableState):
             rows = self.metrics.state_rows
@@ -231,11 +234,8 @@ class App:
     def run(self, serve_metrics: bool = True) -> RunStats:
         """Consume until stopped; returns the totals. Raises DeliveryFailed / KafkaFatalError."""
         s = self.settings
-        server: HealthServer | None = None
-        if serve_metrics and s.metrics_port:
-            server = serve(self.health, self.registry, s.metrics_host, s.metrics_port)
-            self.metrics_port = server.port
-            log.info("metrics and probes on http://%s:%d/", server.host, server.port)
+        if serve_metrics:
+            self.serve_metrics()
         hooks = RebalanceHooks(
             self._guard(self._assigned), self._guard(self._revoked), self._guard(self._lost)
         )
@@ -282,14 +282,31 @@ class App:
                 consumer.close()  # leaves the group (revoke hook, then stored offsets commit)
             finally:
                 producer.close(timeout_s=DELIVERY_TIMEOUT_S)
-                self.flow.close()
-                self.features.close()
-                self.state.close()
                 if reader is not None:
                     reader.close()
-                if server is not None:
-                    server.close()
+                self.close()
         return self.stats
+
+    def close(self) -> None:
+        """Release the state, worker threads and metrics server (`run` does it when it ends;
+        call it when `run` is not called)."""
+        self.flow.close()
+        self.features.close()
+        self.state.close()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def serve_metrics(self) -> int:
+        """Serve /metrics, /healthz and /readyz on metrics_host:metrics_port (0: any free port)
+        until `run` ends; returns the bound port (also `metrics_port`). Raises
+        MetricsAddressError, naming the address and the setting, when it cannot be bound."""
+        if self._server is None:
+            s = self.settings
+            self._server = serve(self.health, self.registry, s.metrics_host, s.metrics_port)
+            self.metrics_port = self._server.port
+            log.info("metrics and probes on http://%s:%d/", self._server.host, self._server.port)
+        return self._server.port
 
     def _changelogs(self) -> dict[str, str] | None:
         """The changelog topics (created if missing), once the input topics exist; None if
@@ -365,18 +382,24 @@ class App:
     def _observe(self, r: BatchResult, delivered: int, n_records: int) -> None:
         m, st = self.metrics, self.stats
         for topic, n in r.consumed.items():
-            m.alerts_consumed.labels(topic=topic).inc(n)
+            m.messages_consumed.labels(topic=topic).inc(n)
+        for (topic, reason), n in r.dead_reasons.items():
+            m.messages_dead_lettered.labels(topic=topic, reason=reason).inc(n)
         classified: dict[str, int] = {}
         for topic in r.output_topics:
             classified[topic] = classified.get(topic, 0) + 1
         for topic, n in classified.items():
-            m.alerts_classified.labels(topic=topic).inc(n)
+            m.source_bands_classified.labels(topic=topic).inc(n)
         for topic, n in r.unclassified.items():
-            m.alerts_unclassified.labels(topic=topic).inc(n)
+            m.source_bands_unclassified.labels(topic=topic).inc(n)
+        for topic in classified.keys() | r.unclassified.keys():
+            m.source_bands_decoded.labels(topic=topic).inc(
+                classified.get(topic, 0) + r.unclassified[topic]
+            )
         for topic, n in r.unknown.items():
-            m.alerts_unknown.labels(topic=topic).inc(n)
+            m.source_bands_unknown.labels(topic=topic).inc(n)
         for (topic, reason), n in r.dead_reasons.items():
-            m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+            m.messages_dead_lettered.labels(topic=topic, reason=reason).inc(n)
         for (survey, reason), n in r.dropped_detections.items():
             m.detections_dropped.labels(survey=survey, reason=reason).inc(n)
         for (survey, fallback), n in r.photometry_fallbacks.items():

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from broker.cli_local import add_local_kafka_parser, add_read_parser, add_send_parser
+
 REPLAY_DESCRIPTION = """\
 Send every detection of SOURCE as one alert, in global time order across all its sources
 (ties broken by the seed), keyed by source id so that a source lives on one partition.
@@ -188,7 +190,7 @@ def add_replay_parser(sub: Any) -> None:
         help="touch no Kafka cluster: plan and encode every message, print the summary "
         "(with --out the file is still written)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
     p.set_defaults(handler=cmd_replay)
 
 
@@ -230,13 +232,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "classes": classes,
         "limit_sources": args.limit_sources,
-        "progress": not args.quiet,
+        "progress": not args.quiet and sys.stderr.isatty(),  # no bar off a terminal
     }
     if to_kafka:
         from broker.kafka import KafkaFatalError
+        from broker.startup import check_kafka
 
         settings = _settings(args)
         topic = _replay_topic(args, settings, source.payload)
+        check_kafka(settings, {})  # the cluster answers (the topic may be auto-created)
         try:
             summary = replay.replay_to_topic(
                 settings, source, topic, partitions=args.partitions, **common
@@ -259,6 +263,12 @@ RUN_EPILOG = """examples:
 
 Every flag has a DMDT_* environment variable (see broker/settings.py); flags win. SIGTERM and
 Ctrl-C finish the batch in hand, commit its offsets and leave the group (exit 0).
+
+At start the cluster must answer within DMDT_CONNECT_TIMEOUT_S (30 s) and hold the input, output
+and dead-letter topics. Exit status: 0 stopped cleanly; 1 stopped on an error (a delivery or the
+state failed: restart it, the batch is redone); 2 bad settings; 3 could not start (Kafka not
+answering, credentials refused, a topic missing, the metrics port taken), with one line that
+names the setting to change.
 """
 
 
@@ -339,7 +349,9 @@ def add_run_parser(sub: Any) -> None:
         "--feature-threads", type=int, metavar="N", help="hybrid models: refresh threads"
     )
     p.add_argument("--metrics-host", help="address of /metrics, /healthz, /readyz")
-    p.add_argument("--metrics-port", type=int, help="port of /metrics (0: none)")
+    p.add_argument(
+        "--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (0: any free port)"
+    )
     p.add_argument("--schema-registry-url", help="Confluent Schema Registry (Rubin alerts)")
     p.add_argument(
         "--strict", action="store_true", default=None, help="stop on a bad message (tests)"
@@ -367,11 +379,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
     from broker.app import App, DeliveryFailed
+    from broker.health import MetricsAddressError
     from broker.kafka import KafkaFatalError
+    from broker.startup import StartupError, check_kafka, run_topics
 
     settings = _run_settings(args)
-    app = App(settings)
+    if sys.stderr.isatty():
+        print("dmdt-broker run: loading the model and the dmdt kernels (the first run after an "
+              "install compiles the kernels: up to a minute)", file=sys.stderr)  # fmt: skip
+    app = App(settings)  # the model loads (or fails with the artifact's own message)
+    try:
+        app.serve_metrics()
+    except MetricsAddressError as exc:
+        app.close()
+        raise StartupError(str(exc)) from None
     served = app.models.current
+    inputs = ", ".join(f"{t}:{d}" for t, d in settings.input_topics.items())
+    print(
+        f"dmdt-broker run: {inputs} -> {settings.output_topic} (dead letters: "
+        f"{settings.dead_letter_topic}), group {settings.group_id}, model {served.name} "
+        f"{served.version}, metrics on http://{settings.metrics_host}:{app.metrics_port}/metrics",
+        file=sys.stderr,
+    )
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C, for now
+    try:  # /healthz answers meanwhile: live, not ready
+        check_kafka(settings, run_topics(settings))
+    except (StartupError, KeyboardInterrupt):
+        app.close()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
     def stop(signum: int, _frame: Any) -> None:
         print(f"dmdt-broker run: {signal.Signals(signum).name}: draining", file=sys.stderr)
@@ -380,13 +417,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    inputs = ", ".join(f"{t}:{d}" for t, d in settings.input_topics.items())
-    print(
-        f"dmdt-broker run: {inputs} -> {settings.output_topic} (dead letters: "
-        f"{settings.dead_letter_topic}), group {settings.group_id}, model {served.name} "
-        f"{served.version}, metrics on {settings.metrics_host}:{settings.metrics_port}",
-        file=sys.stderr,
-    )
     try:
         stats = app.run()
     except (DeliveryFailed, KafkaFatalError) as exc:
@@ -449,7 +479,7 @@ def add_demo_parser(sub: Any) -> None:
         "changelog of `run` (in a temporary folder, removed at the end)",
     )
     p.add_argument("--json", default=None, metavar="FILE", help="also write the summary as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true", help="no progress line (none off a terminal)")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -490,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_parser(sub)
     add_run_parser(sub)
     add_demo_parser(sub)
+    add_local_kafka_parser(sub)
+    add_send_parser(sub)
+    add_read_parser(sub)
     return parser
 
 
@@ -502,8 +535,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from pydantic import ValidationError
 
+    from broker.startup import EXIT_STARTUP, StartupError
+
     try:
         return int(args.handler(args))
+    except StartupError as exc:
+        print(f"dmdt-broker {args.command}: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
     except (ValueError, FileNotFoundError, ValidationError) as exc:
         print(f"dmdt-broker {args.command}: error: {exc}", file=sys.stderr)
         return 2

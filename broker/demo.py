@@ -95,6 +95,42 @@ def percentiles(ms: np.ndarray) -> dict[str, float]:
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(ms.max())}
 
 
+HELD_OUT = "held-out"
+ALL_LABELLED = "all labelled"
+
+
+def held_out_ids(classifier: Any) -> frozenset[str]:
+    """Source ids a model held out of its training, as it records them (a CNN in its config's
+    test split, a hybrid model in its training record); empty when it records none."""
+    if isinstance(classifier, Classifier):
+        split = classifier.model.config.get("training", {}).get("split", {})
+        ids = split.get("test_ids", [])
+    else:
+        ids = (getattr(classifier, "training", None) or {}).get("held_out_ids", [])
+    return frozenset(ids)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Accuracy of the final stream classifications and of the offline ones on some sources."""
+
+    n: int
+    stream: float
+    offline: float
+
+    @classmethod
+    def of(
+        cls, scored: list[tuple[str, str | None, str]], labels: dict[str, str | None]
+    ) -> Accuracy:
+        """From (source, stream class or None, offline class) of labelled sources."""
+        n = len(scored)
+        if not n:
+            return cls(0, float("nan"), float("nan"))
+        stream = sum(got == labels[sid] for sid, got, _ in scored) / n
+        offline = sum(off == labels[sid] for sid, _, off in scored) / n
+        return cls(n, stream, offline)
+
+
 @dataclass
 class DemoSummary:
     """What the demo measured (also written as JSON with --json)."""
@@ -112,15 +148,32 @@ class DemoSummary:
     stream_rate: float  # alerts per second over stream_s
     total_s: float  # the whole demo, broker start to stop
     latency_ms: dict[str, float]
-    labelled: int  # sources whose label is one of the model's classes
+    accuracy_on: str  # HELD_OUT (sources the model never trained on) or ALL_LABELLED
+    labelled: int  # sources the accuracy is on (labelled with one of the model's classes)
     accuracy: float  # of the final stream classification on those
     offline_accuracy: float
+    all_labelled: int  # every source labelled with one of the model's classes
+    all_accuracy: float  # of the final stream classification on those: training curves included
     compared: int  # sources with a final stream classification and an offline one
     same_class: int
     identical: int  # probabilities equal as float32
     max_abs_diff: float
     missing: list[str]  # sources classified offline but not in the stream (should be empty)
     features_fresh: int | None = None  # hybrid: final outputs with features of the whole curve
+
+    def _accuracy_lines(self) -> list[str]:
+        if self.accuracy_on == HELD_OUT:
+            return [
+                f"  accuracy  {self.accuracy:.3f} on the {self.labelled:,} held-out sources (the "
+                f"model's test split, never trained on; offline: {self.offline_accuracy:.3f})",
+                f"            {self.all_accuracy:.3f} on all {self.all_labelled:,} labelled "
+                "sources, training curves included",
+            ]
+        return [
+            f"  accuracy  {self.accuracy:.3f} on all {self.labelled:,} sources labelled with the "
+            f"model's classes, training curves included: none of them is in a held-out split "
+            f"the model records (offline: {self.offline_accuracy:.3f})"
+        ]
 
     @property
     def agrees(self) -> bool:
@@ -142,8 +195,7 @@ class DemoSummary:
                 f"  latency   append -> published: p50 {lat['p50']:,.0f} ms, p90 "
                 f"{lat['p90']:,.0f} ms, p99 {lat['p99']:,.0f} ms, max {lat['max']:,.0f} ms "
                 "(as fast as possible: mostly backlog)",
-                f"  accuracy  {self.accuracy:.3f} on {self.labelled:,} sources labelled with the "
-                f"model's classes (offline: {self.offline_accuracy:.3f})",
+                *self._accuracy_lines(),
                 f"  offline   {self.same_class:,}/{self.compared:,} final stream classifications "
                 f"have the offline class, {self.identical:,} identical probabilities "
                 f"(max |diff| {self.max_abs_diff:.1e}); {len(self.missing)} missing: "
@@ -164,14 +216,17 @@ class DemoSummary:
 
 def _replay_child(bootstrap: str, topic: str, limit: int | None, seed: int, out: Any) -> None:
     """Child process: replay the bundled CRTS curves to the topic; send back the summary."""
-    from broker.replay import replay_to_topic
+    from broker.replay import load_source, replay_to_topic
 
     try:
         fields: dict[str, Any] = {"bootstrap_servers": bootstrap}
         settings = BrokerSettings(**fields)
+        out.put(("stage", "reading the CRTS light curves"))
+        source = load_source("crts")
+        out.put(("stage", "planning and sending the alerts"))
         summary = replay_to_topic(
             settings,
-            "crts",
+            source,
             topic,
             speedup=None,
             limit_sources=limit,
@@ -184,29 +239,65 @@ def _replay_child(bootstrap: str, topic: str, limit: int | None, seed: int, out:
 
 
 class Progress:
-    """A live status line on a terminal (carriage return), or a line every few seconds."""
+    """A live status line (carriage return) on a terminal; nothing when the stream is not one.
 
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
+    `stage(text)` shows ``starting (N s): text`` and keeps N moving while a step blocks.
+    """
+
+    def __init__(self, stream: TextIO, enabled: bool, started: float | None = None) -> None:
         self.stream = stream
-        self.enabled = enabled
-        self.tty = stream.isatty()
-        self._last_line = 0.0
+        self.enabled = enabled and stream.isatty()
+        self.started = time.monotonic() if started is None else started
+        self.shown = False
+        self._stage: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if self.enabled:
+            threading.Thread(target=self._tick, name="dmdt-demo-progress", daemon=True).start()
 
-    def show(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                stage = self._stage
+            if stage is not None:
+                self._write(self._staged(stage))
+
+    def _staged(self, text: str) -> str:
+        return f"  starting ({time.monotonic() - self.started:.0f} s): {text}"
+
+    def _write(self, text: str) -> None:
+        with self._lock:
             self.stream.write("\r" + text.ljust(110)[:140])
             self.stream.flush()
-        elif time.monotonic() - self._last_line >= 5.0:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self._last_line = time.monotonic()
+            self.shown = True
+
+    def stage(self, text: str) -> None:
+        """Show a step that may take a while; the seconds since the start keep counting."""
+        if self.enabled:
+            with self._lock:
+                self._stage = text
+            self._write(self._staged(text))
+
+    def show(self, text: str) -> None:
+        """Replace the line with text."""
+        if self.enabled:
+            with self._lock:
+                self._stage = None
+            self._write(text)
+
+    def close(self) -> None:
+        """Stop the ticking."""
+        self._stop.set()
+        self.done()
 
     def done(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the line."""
+        with self._lock:
+            self._stage = None
+            if self.shown:
+                self.stream.write("\n")
+                self.stream.flush()
+                self.shown = False
 
 
 def _read_last_per_source(settings: BrokerSettings, expected: int) -> dict[bytes, bytes]:
@@ -279,8 +370,13 @@ def _run_demo(
     from broker.replay import load_source
     from broker.replay_plan import select_sources
 
+    bar = Progress(stream, progress, started)
+    stage = bar.stage
+
+    stage("loading the model")
     models = ModelSource(model, device)  # fails early, with the artifact's own message
     served = models.current
+    stage("starting a Kafka-protocol broker")
     with TansuBroker() as broker:
         fields: dict[str, Any] = {
             "bootstrap_servers": broker.bootstrap,
@@ -311,6 +407,7 @@ def _run_demo(
                 first_batch.append(time.monotonic())
             latencies.on_batch(result, delivered_ms)
 
+        stage("preparing the consumer (after an install: compiling the dmdt kernels)")
         app = App(
             settings,
             models=models,
@@ -330,6 +427,7 @@ def _run_demo(
         )
         child.start()
         # meanwhile: the same cleaned curves, for the offline comparison
+        stage("reading the light curves for the offline comparison")
         curves: list[LightCurve] = [
             lc
             for lc in select_sources(load_source("crts").items, limit_sources=limit, seed=seed)
@@ -337,13 +435,16 @@ def _run_demo(
         ]
         expected = sum(len(lc) for lc in curves)  # one alert per detection
 
-        bar = Progress(stream, progress)
         replay: dict[str, Any] | None = None
+        replay_stage = "starting its process"
         window: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         try:
             while True:
-                if replay is None and not queue.empty():
+                while replay is None and not queue.empty():
                     status, payload = queue.get()
+                    if status == "stage":
+                        replay_stage = payload
+                        continue
                     if status != "ok":
                         raise RuntimeError(f"replay failed: {payload}")
                     replay = payload
@@ -358,10 +459,15 @@ def _run_demo(
                     window.popleft()  # the rate over the last 5 s: batches arrive in steps
                 rate = (st.consumed - window[0][1]) / max(now - window[0][0], 1e-9)
                 lat = percentiles(latencies.recent())
-                bar.show(
-                    f"  {st.consumed:>10,} / {expected:,} consumed  {st.classified:>10,} "
-                    f"classified  {rate:>8,.0f} alerts/s  latency p50 {lat['p50']:,.0f} ms"
-                )
+                if st.consumed == 0:
+                    joined = "ready" if app.health.readiness().ok else "joining its group"
+                    stage(f"consumer {joined}; replay {replay_stage}")
+                else:
+                    p50 = "-" if np.isnan(lat["p50"]) else f"{lat['p50']:,.0f} ms"
+                    bar.show(
+                        f"  {st.consumed:>10,} / {expected:,} consumed  {st.classified:>10,} "
+                        f"classified  {rate:>8,.0f} alerts/s  latency p50 {p50}"
+                    )
                 if st.consumed >= expected and replay is not None:
                     stream_end = time.monotonic()
                     break
@@ -377,9 +483,11 @@ def _run_demo(
             raise RuntimeError(f"consumer failed: {outcome[0]!r}") from outcome[0]
         st = app.stats
         assert replay is not None
+        stage("reading the classifications back")
         last = _read_last_per_source(settings, st.classified)
 
     # offline: the same cleaned curves through the Classifier dmdt-train predict uses
+    stage("classifying the same curves offline")
     clf = served.classifier
     kept = [lc for lc in curves if len(lc) >= served.min_points]
     fresh: int | None = None
@@ -397,17 +505,15 @@ def _run_demo(
     compared = same = identical = 0
     max_diff = 0.0
     missing: list[str] = []
-    correct = labelled = offline_correct = 0
+    scored: list[tuple[str, str | None, str]] = []  # (source, stream class, offline class)
     for sid, probs, off_class in zip(
         offline.source_ids, offline.probabilities, offline.labels, strict=True
     ):
         value = last.get(sid.encode())
-        label = labels.get(sid)
-        if label in clf.classes:
-            labelled += 1
-            offline_correct += int(off_class == label)
         if value is None:
             missing.append(sid)
+            if labels.get(sid) in clf.classes:
+                scored.append((sid, None, off_class))
             continue
         c = decode_classification(value)
         stream_probs = np.array([c.probabilities[k] for k in clf.classes], dtype=probs.dtype)
@@ -415,8 +521,14 @@ def _run_demo(
         same += int(c.predicted_class == off_class)
         identical += bool(np.array_equal(stream_probs, probs))
         max_diff = max(max_diff, float(np.abs(stream_probs - probs).max()))
-        if label in clf.classes:
-            correct += int(c.predicted_class == label)
+        if labels.get(sid) in clf.classes:
+            scored.append((sid, c.predicted_class, off_class))
+    everything = Accuracy.of(scored, labels)
+    held = held_out_ids(clf)
+    held_out = Accuracy.of([x for x in scored if x[0] in held], labels) if held else None
+    headline = held_out if held_out is not None and held_out.n else everything
+    bar.done()
+    bar.close()
     stream_s = stream_end - (first_batch[0] if first_batch else stream_end)
     return DemoSummary(
         sources=len(curves),
@@ -432,9 +544,12 @@ def _run_demo(
         stream_rate=st.consumed / stream_s if stream_s > 0 else float("nan"),
         total_s=time.monotonic() - started,
         latency_ms=percentiles(latencies.values()),
-        labelled=labelled,
-        accuracy=correct / labelled if labelled else float("nan"),
-        offline_accuracy=offline_correct / labelled if labelled else float("nan"),
+        accuracy_on=HELD_OUT if headline is held_out else ALL_LABELLED,
+        labelled=headline.n,
+        accuracy=headline.stream,
+        offline_accuracy=headline.offline,
+        all_labelled=everything.n,
+        all_accuracy=everything.stream,
         compared=compared,
         same_class=same,
         identical=identical,

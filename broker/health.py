@@ -25,6 +25,7 @@ The app wires it in four calls::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -164,6 +165,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+class MetricsAddressError(RuntimeError):
+    """The metrics address cannot be bound; the message names it and the setting to change."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        where = f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            text = (
+                f"metrics port {where} is already in use (another dmdt-broker?): set "
+                "DMDT_METRICS_PORT or --metrics-port to a free port, or 0 for any free one"
+            )
+        elif exc.errno == errno.EACCES:
+            text = (
+                f"no permission to serve metrics on {where} (ports below 1024 need "
+                "privileges): set DMDT_METRICS_PORT or --metrics-port to a port above 1023"
+            )
+        else:
+            reason = exc.strerror or type(exc).__name__
+            text = (
+                f"cannot serve metrics on {where} ({reason}): set DMDT_METRICS_HOST or "
+                "--metrics-host to an address of this machine (default 127.0.0.1)"
+            )
+        super().__init__(text)  # fmt: skip
+        self.host, self.port = host, port
+
+
 @dataclass(frozen=True)
 class HealthServer:
     """A running /metrics + /healthz + /readyz server; `port` is the bound one."""
@@ -186,14 +212,24 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 9108,
 ) -> HealthServer:
-    """Serve metrics and probes on http://host:port in a daemon thread (port 0: any free one)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    """Serve metrics and probes on http://host:port in a daemon thread (port 0: any free one).
+
+    Raises MetricsAddressError (one line naming the address and the setting) when the address
+    cannot be bound.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        raise MetricsAddressError(host, port, exc) from exc
     handler = type("Handler", (_Handler,), {"health": health, "registry": registry})
 
     class Server(_Server):
         address_family = family
 
-    server = Server((host, port), handler)
+    try:
+        server = Server((host, port), handler)
+    except OSError as exc:
+        raise MetricsAddressError(host, port, exc) from exc
     thread = threading.Thread(target=server.serve_forever, name="dmdt-health", daemon=True)
     thread.start()
     return HealthServer(host, server.server_address[1], server, thread)

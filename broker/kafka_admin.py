@@ -12,7 +12,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker.kafka import KafkaFatalError, Record
@@ -24,6 +31,65 @@ log = logging.getLogger(__name__)
 
 def _admin(settings: BrokerSettings, overrides: Mapping[str, Any] | None) -> AdminClient:
     return AdminClient(_for_role({**settings.kafka_config(), **(overrides or {})}, "admin"))
+
+
+class ClusterUnavailable(RuntimeError):
+    """The cluster did not answer: ``kind`` is ``unreachable`` (nothing answered in time),
+    ``authentication`` or ``tls`` (refused at once), or ``settings`` (the client refused its
+    configuration); ``detail`` is the client's last error."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+# librdkafka's log lines while probing: kept out of the terminal (the error says what failed).
+_PROBE_LOG = logging.getLogger(f"{__name__}.probe")
+_PROBE_LOG.propagate = False
+_PROBE_LOG.addHandler(logging.NullHandler())
+_REFUSED = {KafkaError._AUTHENTICATION: "authentication", KafkaError._SSL: "tls"}
+
+
+def cluster_topics(
+    settings: BrokerSettings,
+    timeout_s: float,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """Partitions of every topic, as soon as the cluster answers (creates nothing).
+
+    Quiet while it does not answer: after ``timeout_s`` it raises ClusterUnavailable
+    (``unreachable``) with the client's last error, and at once when the cluster refuses the
+    client's credentials or TLS handshake (``authentication``, ``tls``).
+    """
+    errors: list[KafkaError] = []
+    conf = _for_role({**settings.kafka_config(), **(overrides or {})}, "admin")
+    conf["error_cb"] = errors.append
+    if not log.isEnabledFor(logging.INFO):  # -v: librdkafka's own lines, as the clients print
+        conf["logger"] = _PROBE_LOG
+    try:
+        admin = AdminClient(conf)
+    except KafkaException as exc:  # e.g. a SASL mechanism this librdkafka was built without
+        raise ClusterUnavailable("settings", str(exc.args[0].str() if exc.args else exc)) from exc
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            meta = admin.list_topics(timeout=min(max(left, 0.1), 1.0)).topics
+            return {name: len(t.partitions) for name, t in meta.items() if t.error is None}
+        except KafkaException as exc:
+            last = exc.args[0].str() if exc.args else str(exc)
+        admin.poll(0)  # serves error_cb
+        for err in errors:
+            if err.code() in _REFUSED:
+                raise ClusterUnavailable(_REFUSED[err.code()], err.str())
+        if errors:
+            last = errors[-1].str()
+        errors.clear()
+        if time.monotonic() >= deadline:
+            raise ClusterUnavailable("unreachable", last)
 
 
 def create_topics(
@@ -130,7 +196,8 @@ def wait_for_topics(
 
 
 class PartitionReader:
-    """Reads one partition from an offset, outside any consumer group (changelog restores).
+    """Reads partitions from an offset, outside any consumer group (changelog restores,
+    `dmdt-broker read`): it commits nothing and never joins a group.
 
     Fetches what the log holds, whatever high watermark the broker reports: callers read up to
     an offset they know exists (an end marker they produced), not up to the watermark.
@@ -149,6 +216,14 @@ class PartitionReader:
         """Read ``topic[partition]`` from ``offset`` on (the earliest kept one if it is gone)."""
         self._consumer.assign([TopicPartition(topic, partition, max(offset, 0))])
 
+    def seek_all(self, partitions: Mapping[str, int], from_end: bool = False) -> None:
+        """Read every partition of {topic: partitions} from its start (or its end: only what
+        arrives from now on)."""
+        offset = OFFSET_END if from_end else OFFSET_BEGINNING
+        self._consumer.assign(
+            [TopicPartition(t, p, offset) for t, n in partitions.items() for p in range(n)]
+        )
+
     def read(self, max_messages: int, timeout_s: float) -> list[Record]:
         """Up to max_messages records from the current position."""
         out: list[Record] = []
@@ -159,10 +234,11 @@ class PartitionReader:
                     raise KafkaFatalError(str(err))
                 log.warning("kafka restore read: %s", err)
                 continue
+            ts_type, ts = msg.timestamp()
             out.append(
                 Record(cast(str, msg.topic()), cast(int, msg.partition()),
                        cast(int, msg.offset()), cast("bytes | None", msg.key()),
-                       cast("bytes | None", msg.value()), None)
+                       cast("bytes | None", msg.value()), ts if ts_type != 0 else None)
             )  # fmt: skip
         return out
 

@@ -6,11 +6,13 @@ Labels take few values only (topic, partition, reason, outcome), never a source 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 NAMESPACE = "dmdt"
 # Seconds, from 100 us (decoding one alert) to 60 s (a stalled end-to-end path).
@@ -52,24 +54,34 @@ class BrokerMetrics:
         def histogram(name: str, doc: str, buckets: Sequence[float]) -> Histogram:
             return Histogram(name, doc, namespace=NAMESPACE, registry=registry, buckets=buckets)
 
-        self.alerts_consumed = counter("alerts_consumed", "Input messages consumed", ["topic"])
-        self.alerts_classified = counter(
-            "alerts_classified", "Classifications published", ["topic"]
-        )
-        self.alerts_dead_lettered = counter(
-            "alerts_dead_lettered",
-            "Input messages sent to the dead-letter topic",
+        # Two units: input *messages*, and *source-bands* (one source's light curve in one band:
+        # a message yields one per band it carries, so ZTF and Rubin alerts can yield several).
+        # decoded = classified + unclassified; consumed = dead-lettered + messages decoded.
+        self.messages_consumed = counter("messages_consumed", "Input messages consumed", ["topic"])
+        self.messages_dead_lettered = counter(
+            "messages_dead_lettered",
+            "Input messages sent to the dead-letter topic, by reason",
             ["topic", "reason"],
         )
-        self.alerts_unclassified = counter(
-            "alerts_unclassified",
-            "Decoded alerts not classified: their source holds fewer than min_points points",
+        self.source_bands_decoded = counter(
+            "source_bands_decoded",
+            "Source-bands decoded from input messages (one per band a message carries)",
             ["topic"],
         )
-        self.alerts_unknown = counter(
-            "alerts_unknown",
-            'Classifications published with thresholded_class "unknown": their top class '
-            "probability was below min_probability",
+        self.source_bands_classified = counter(
+            "source_bands_classified",
+            "Decoded source-bands classified: one classification record published for each",
+            ["topic"],
+        )
+        self.source_bands_unclassified = counter(
+            "source_bands_unclassified",
+            "Decoded source-bands not classified: their source holds fewer than min_points points",
+            ["topic"],
+        )
+        self.source_bands_unknown = counter(
+            "source_bands_unknown",
+            'Classification records published with thresholded_class "unknown": their top '
+            "class probability was below min_probability",
             ["topic"],
         )
         self.objects_classified = counter(
@@ -162,6 +174,7 @@ class BrokerMetrics:
             "(computed on fewer points) or missing (none yet, over the budget)",
             ["kind"],
         )
+        registry.register(DeprecatedNames(self))
 
     def set_model(self, name: str, version: str, model_hash: str) -> None:
         """Publish the loaded model's identity (dmdt_model_info)."""
@@ -179,6 +192,41 @@ class BrokerMetrics:
                 self.consumer_lag.remove(topic, str(partition))
             except KeyError:
                 pass
+
+
+# Names before the message / source-band split, still exposed with the same values until they are
+# removed in a later release: old name -> the BrokerMetrics attribute whose counter it mirrors.
+DEPRECATED_NAMES = {
+    "alerts_consumed": "messages_consumed",
+    "alerts_dead_lettered": "messages_dead_lettered",
+    "alerts_classified": "source_bands_classified",
+    "alerts_unclassified": "source_bands_unclassified",
+    "alerts_unknown": "source_bands_unknown",
+}
+
+
+class DeprecatedNames(Collector):
+    """Exposes each counter of DEPRECATED_NAMES under its old name too (same labels, values)."""
+
+    def __init__(self, metrics: BrokerMetrics) -> None:
+        self._sources = {
+            f"{NAMESPACE}_{old}": getattr(metrics, attr) for old, attr in DEPRECATED_NAMES.items()
+        }
+
+    def describe(self) -> list[Metric]:
+        """The old names, so that the registry refuses a clash with them."""
+        return [CounterMetricFamily(name, "") for name in self._sources]
+
+    def collect(self) -> Iterator[Metric]:
+        """The current values of each mirrored counter, under its old name."""
+        for name, counter in self._sources.items():
+            (family,) = counter.collect()
+            old = Metric(name, f"DEPRECATED, use {family.name}_total: {family.documentation}",
+                         "counter")  # fmt: skip
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    old.add_sample(f"{name}_total", sample.labels, sample.value)
+            yield old
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,10 @@ class LocalRegistry:
         for e in sorted(entries, key=lambda e: tuple(map(int, e["version"].split(".")))):
             self._latest[e["name"]] = int(e["id"])
 
+    def entry(self, schema_id: int) -> dict[str, Any] | None:
+        """The registry.json entry of an id (name, version, path), or None when not ours."""
+        return self._by_id.get(schema_id)
+
     def latest_id(self, name: str) -> int:
         """Id of the newest version of a schema name (what the encoder writes)."""
         return self._latest[name]

@@ -67,6 +67,8 @@ class BrokerSettings(BaseSettings):
     # librdkafka's scope table: broker.kafka_conf.property_scopes), after the keys above.
     kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     client_id: str = "dmdt-broker"
+    # How long a command waits at start for the cluster to answer before it gives up (exit 3).
+    connect_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     # topic -> decoder name, e.g. DMDT_INPUT_TOPICS='ztf-alerts:ztf,lc-alerts:lightcurve'
     input_topics: Annotated[dict[str, str], NoDecode] = Field(
@@ -107,7 +109,7 @@ class BrokerSettings(BaseSettings):
     forced_photometry: bool = True
 
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
+    metrics_port: int = Field(9108, ge=0, le=65535)  # 0: any free port (the bound one is shown)
 
     schema_registry_url: str | None = None
     schema_dir: Path = SCHEMA_DIR

@@ -191,3 +191,14 @@ class MemoryState:
     def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A source's stored times, magnitudes and errors (copies)."""
         return self.table.history(key)
+
+
+def warm_up(grid: Grid) -> None:
+    """Run the histogram kernels once on a throwaway table, so that the first batch does not
+    pay for them: numba compiles them on the first call after an install (tens of seconds on
+    two cores) and loads them from its cache after that."""
+    n = 3
+    t = np.array([50000.0, 50001.0, 50003.5])
+    table = HistogramTable(grid, rows=4, points=64)
+    table.update([("warm-up", "x")], t, np.full(n, 15.0), np.full(n, 0.1), np.array([0, n]))
+    table.counts(table.rows([("warm-up", "x")], create=False))

@@ -91,7 +91,11 @@ class TansuBroker:
     """A Tansu broker on a free loopback port with memory storage: `with TansuBroker() as b:`."""
 
     def __init__(
-        self, binary: Path | None = None, host: str = "127.0.0.1", port: int | None = None
+        self,
+        binary: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         found = binary or tansu_binary()
         if found is None:
@@ -99,6 +103,7 @@ class TansuBroker:
         self.binary = found
         self.host = host
         self.port = port or free_port(host)
+        self.extra_args = extra_args  # e.g. ("--authentication",): clients must authenticate
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
 
@@ -121,6 +126,7 @@ class TansuBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -139,6 +145,15 @@ class TansuBroker:
             self.stop()
             raise RuntimeError(f"Tansu exited at start:\n{output}")
         return self
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The broker's exit status once it has exited (within timeout_s), else None."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def log(self, limit: int = 4000) -> str:
         """The tail of the broker's output, for failure messages."""

@@ -96,6 +96,15 @@ def _read_csv(
     path: Path, numeric: Sequence[str], text: Sequence[str] = (), optional: Sequence[str] = ()
 ) -> dict[str, np.ndarray]:
     """The named columns of a CSV file with a header line (names matched case-insensitively)."""
+    try:
+        return _read_csv_text(path, numeric, text, optional)
+    except UnicodeDecodeError as exc:
+        raise LightCurveFormatError(path, None, f"not a UTF-8 text file ({exc.reason})") from exc
+
+
+def _read_csv_text(
+    path: Path, numeric: Sequence[str], text: Sequence[str], optional: Sequence[str]
+) -> dict[str, np.ndarray]:
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)

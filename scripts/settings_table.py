@@ -37,6 +37,9 @@ DESCRIPTIONS = {
     "every client after the keys above (consumer-only keys skip producers and producer-only "
     "keys skip consumers, by librdkafka's own scope table)",
     "client_id": "librdkafka `client.id` (set one per consumer to tell them apart in Kafka)",
+    "connect_timeout_s": "seconds a command waits at start for the cluster to answer; then it "
+    "stops with one line naming the address tried (exit 3); an authentication or TLS failure "
+    "stops it at once",
     "input_topics": "input topics and their decoders, `topic:decoder,...`; decoders: "
     "`ztf`, `rubin`, `lightcurve`",
     "output_topic": "topic of the classifications (one record per alert and band)",
@@ -72,7 +75,8 @@ DESCRIPTIONS = {
     "`prvDiaForcedSources`) to sources' total light curves (docs/surveys.md)",
     "metrics_host": "address of `/metrics`, `/healthz`, `/readyz`; loopback unless set "
     "(containers: `0.0.0.0`)",
-    "metrics_port": "port of `/metrics`, `/healthz`, `/readyz`; 0: do not serve them",
+    "metrics_port": "port of `/metrics`, `/healthz`, `/readyz`; 0: any free port (the start "
+    "line of `dmdt-broker run` shows the one bound)",
     "schema_registry_url": "Confluent Schema Registry for Rubin schemas (`http(s)://...`); "
     "unset: the bundled schema files",
     "schema_dir": "folder of the Avro schemas",

@@ -164,11 +164,13 @@ def test_replayed_crts_to_classifications(kafka_settings, make_topic, model_dir,
         probe.close()
     assert sum(committed.values()) == summary.alerts
     get = registry.get_sample_value
-    assert get("dmdt_alerts_consumed_total", {"topic": lc_topic}) == summary.alerts
-    assert get("dmdt_alerts_classified_total", {"topic": lc_topic}) == stats.classified
+    assert get("dmdt_messages_consumed_total", {"topic": lc_topic}) == summary.alerts
+    assert get("dmdt_source_bands_classified_total", {"topic": lc_topic}) == stats.classified
     assert (
-        get("dmdt_alerts_unclassified_total", {"topic": lc_topic}) or 0
+        get("dmdt_source_bands_unclassified_total", {"topic": lc_topic}) or 0
     ) == summary.alerts - stats.classified  # no sample when every alert was classified
+    # one band per lightcurve_alert: as many source-bands decoded as messages consumed
+    assert get("dmdt_source_bands_decoded_total", {"topic": lc_topic}) == summary.alerts
     assert get("dmdt_end_to_end_seconds_count") == stats.classified
     assert get("dmdt_batch_size_count") == stats.batches
     assert get("dmdt_inference_seconds_count") == stats.batches
@@ -242,10 +244,9 @@ def test_malformed_message_goes_to_the_dead_letter_topic(
         (b"plain text", b"worse", lc_topic, 0, summary.alerts + 1, "bad_magic"),
     ]
     get = registry.get_sample_value
-    assert get("dmdt_alerts_dead_lettered_total", {"topic": lc_topic, "reason": "bad_magic"}) == 1
-    assert (
-        get("dmdt_alerts_dead_lettered_total", {"topic": lc_topic, "reason": "unknown_schema"}) == 1
-    )
+    for reason in ("bad_magic", "unknown_schema"):
+        labels = {"topic": lc_topic, "reason": reason}
+        assert get("dmdt_messages_dead_lettered_total", labels) == 1
     outputs = read_topic(s, out_topic, stats.classified)
     assert len({decode_classification(r.value).source_id for r in outputs}) >= 2  # the rest flowed
 

@@ -342,13 +342,13 @@ def test_min_probability_zero_never_unknown(model_dir, records) -> None:
 
 
 def test_unknown_answers_are_counted_per_topic() -> None:
-    """App._observe turns a batch's unknown answers into dmdt_alerts_unknown_total{topic}."""
+    """App._observe turns a batch's unknown answers into dmdt_source_bands_unknown_total{topic}."""
     registry = CollectorRegistry()
     app = SimpleNamespace(metrics=BrokerMetrics(registry), stats=RunStats(), state=())
     result = BatchResult(output_topics=["lc", "lc", "ztf"], unknown=Counter({"lc": 2}))
     App._observe(app, result, 0, 3)  # type: ignore[arg-type]
     App._observe(app, BatchResult(unknown=Counter({"ztf": 1})), 0, 1)  # type: ignore[arg-type]
     get = registry.get_sample_value
-    assert get("dmdt_alerts_unknown_total", {"topic": "lc"}) == 2
-    assert get("dmdt_alerts_unknown_total", {"topic": "ztf"}) == 1
-    assert get("dmdt_alerts_classified_total", {"topic": "lc"}) == 2
+    assert get("dmdt_source_bands_unknown_total", {"topic": "lc"}) == 2
+    assert get("dmdt_source_bands_unknown_total", {"topic": "ztf"}) == 1
+    assert get("dmdt_source_bands_classified_total", {"topic": "lc"}) == 2

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from broker.metrics import BrokerMetrics
+from broker.metrics import DEPRECATED_NAMES, BrokerMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 PROM = REPO / "deploy" / "prometheus"
@@ -269,9 +269,9 @@ def test_dashboard_queries_use_only_exposed_metrics() -> None:
     assert latency
     assert all("histogram_quantile(" in e and "_seconds_bucket" in e for e in latency)
     for name in (
-        "dmdt_alerts_consumed_total",
-        "dmdt_alerts_classified_total",
-        "dmdt_alerts_dead_lettered_total",
+        "dmdt_messages_consumed_total",
+        "dmdt_source_bands_classified_total",
+        "dmdt_messages_dead_lettered_total",
         "dmdt_end_to_end_seconds_bucket",
         "dmdt_inference_seconds_bucket",
         "dmdt_consumer_lag",
@@ -279,6 +279,16 @@ def test_dashboard_queries_use_only_exposed_metrics() -> None:
         "dmdt_sources_held",
     ):
         assert name in used
+
+
+def test_dashboard_and_rules_use_no_deprecated_name() -> None:
+    """The shipped dashboard and alert rules read the current names; the deprecated ones are
+    exposed only for the dashboards and rules of others."""
+    old = {f"dmdt_{name}_total" for name in DEPRECATED_NAMES}
+    exprs = [e for _, e in dashboard_queries()] + [r["expr"] for r in alert_rules()]
+    tests = (PROM / "tests" / "alerts_test.yml").read_text()
+    for text in [*exprs, tests, OPERATIONS.read_text().split("**Deprecated names**")[0]]:
+        assert not old & set(METRIC_TOKEN.findall(text)), text
 
 
 def test_dashboard_queries_parse(tmp_path: Path) -> None:
@@ -429,7 +439,7 @@ def test_prometheus_scrapes_a_consumer_during_a_replay(
         batch_size=400,
         batch_wait_ms=50,
         metrics_host="127.0.0.1",
-        metrics_port=free_port(),  # 0 would mean "do not serve"
+        metrics_port=free_port(),
         state_dir=tmp_path / "state",
     )
     registry = CollectorRegistry()
@@ -455,20 +465,20 @@ def test_prometheus_scrapes_a_consumer_during_a_replay(
         classified = app.stats.classified
         assert classified > summary.alerts // 2
         Prometheus.wait(
-            lambda: prom.value("sum(dmdt_alerts_classified_total)") == classified,
+            lambda: prom.value("sum(dmdt_source_bands_classified_total)") == classified,
             15,
             "a scrape after the replay",
         )
 
         # Totals: exactly what the consumer counted.
-        assert prom.value("sum(dmdt_alerts_consumed_total)") == summary.alerts
-        assert prom.value("sum(dmdt_alerts_dead_lettered_total)") is None  # none, not even 0
+        assert prom.value("sum(dmdt_messages_consumed_total)") == summary.alerts
+        assert prom.value("sum(dmdt_messages_dead_lettered_total)") is None  # none, not even 0
         # Throughput: the peak per-second rate over the replay, plausible for ~6 s of sending.
-        peak = prom.value("max_over_time(sum(rate(dmdt_alerts_classified_total[5s]))[2m:1s])")
+        peak = prom.value("max_over_time(sum(rate(dmdt_source_bands_classified_total[5s]))[2m:1s])")
         assert peak is not None
         assert classified / 60 < peak < classified, peak
         consumed_rate = prom.value(
-            "max_over_time(sum(rate(dmdt_alerts_consumed_total[5s]))[2m:1s])"
+            "max_over_time(sum(rate(dmdt_messages_consumed_total[5s]))[2m:1s])"
         )
         assert consumed_rate is not None
         assert consumed_rate >= peak * 0.5

@@ -84,7 +84,7 @@ def test_metrics_and_probes_hide_secrets(secret_env: dict[str, str]) -> None:
     registry = CollectorRegistry()
     metrics = BrokerMetrics(registry)
     metrics.set_model("dmdt-shallow", "v1", "sha256:ab")
-    metrics.alerts_consumed.labels(topic="ztf-alerts").inc()
+    metrics.messages_consumed.labels(topic="ztf-alerts").inc()
     health = Health()
     health.set_model("v1")
     health.fail(f"KafkaFatalError: {s!r}")  # even a failure message that quotes the settings

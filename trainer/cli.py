@@ -49,6 +49,34 @@ def _add_data_args(p: argparse.ArgumentParser, default_classes: str = "all") -> 
     )
 
 
+def _add_folder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out the files of a folder that cannot be read, and list them with the reason "
+        "(default: stop at the first one)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (there are none off a terminal)"
+    )
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars on stderr when it is a terminal and --quiet is not given."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _report_skipped(skipped: Sequence[Any], limit: int = 20) -> None:
+    """The files --skip-bad left out, one per line on stderr (the first `limit`)."""
+    if not skipped:
+        return
+    print(f"skipped {len(skipped)} unreadable files:", file=sys.stderr)
+    for item in list(skipped)[:limit]:
+        print(f"  {item}", file=sys.stderr)
+    if len(skipped) > limit:
+        print(f"  ... and {len(skipped) - limit} more", file=sys.stderr)
+
+
 def _add_grid_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--grid",
@@ -86,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
     _add_grid_arg(p)
+    _add_folder_args(p)
 
     p = sub.add_parser(
         "fit",
@@ -148,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: 1; the nets are small and extra threads mostly "
         "contend, notably on a shared machine)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (there are none off a terminal)"
+    )
     _add_grid_arg(p)
 
     p = sub.add_parser(
@@ -239,18 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="which curves to score (default: auto)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    _add_folder_args(p)
 
     p = sub.add_parser(
         "predict",
         help="classify light curves from files",
         description="Classify a CRTS <id>[-<class>].csv file, a Catalina CSV, an "
         ".npz, or a folder of them. Prints CSV to stdout unless "
-        "--out is given (.json or .csv).",
+        "--out is given (.json or .csv); curves too short after cleaning and files --skip-bad "
+        "left out get a row with the reason in 'skipped'.",
     )
     p.add_argument("model", metavar="MODEL_DIR", help="model directory or 'default'")
     p.add_argument("input", metavar="INPUT", help="light-curve file or folder")
     p.add_argument("--out", default=None, metavar="FILE", help="write .csv or .json here")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    _add_folder_args(p)
 
     p = sub.add_parser(
         "publish",
@@ -286,8 +320,14 @@ def cmd_images(args: argparse.Namespace) -> int:
     from dmdt.grids import get_grid
     from trainer import data
 
-    lcs = data.load(args.data, data.parse_classes(args.classes), args.min_points)
-    path = data.save_images(lcs, get_grid(args.grid), args.out, source=args.data)
+    bad: list[Any] | None = [] if args.skip_bad else None
+    progress = _progress(args)
+    lcs = data.load(
+        args.data, data.parse_classes(args.classes), args.min_points, bad_files=bad,
+        progress=progress,
+    )  # fmt: skip
+    path = data.save_images(lcs, get_grid(args.grid), args.out, source=args.data, progress=progress)
+    _report_skipped(bad or [])
     print(f"wrote {len(lcs)} images on grid {args.grid} to {path}")
     return 0
 
@@ -305,7 +345,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         threads=args.threads,
     )  # fmt: skip
     t0 = time.perf_counter()
-    model, metrics = fit(args.data, args.out, opts, progress=not args.quiet)
+    model, metrics = fit(args.data, args.out, opts, progress=_progress(args))
     wall = time.perf_counter() - t0
     training = model.config["training"]
     print(
@@ -413,8 +453,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from trainer.evaluate import evaluate, plot_confusion, write_json
 
     clf = Classifier.from_checkpoint(args.model, device=args.device)
-    lcs = data.load(args.data, None, clf.model.min_points)
-    result = evaluate(clf, lcs, split=args.split)
+    bad: list[Any] | None = [] if args.skip_bad else None
+    progress = _progress(args)
+    lcs = data.load(args.data, None, clf.model.min_points, bad_files=bad, progress=progress)
+    result = evaluate(clf, lcs, split=args.split, progress=progress)
+    _report_skipped(bad or [])
     write_json(result, args.json)
     if args.png:
         plot_confusion(
@@ -435,7 +478,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from trainer import predict
 
     clf = predict.load_predictor(args.model, args.device)
-    records = predict.predict(clf, predict.read_input(args.input))
+    skipped: list[predict.SkippedFile] | None = [] if args.skip_bad else None
+    progress = _progress(args)
+    lcs = predict.read_input(args.input, skipped=skipped, progress=progress)
+    if not lcs:
+        raise ValueError(f"{args.input}: no light curve could be read")
+    records = predict.predict(clf, lcs, progress=progress)
+    records += predict.skipped_records(skipped or [])
+    _report_skipped(skipped or [])
     if args.out:
         predict.write(records, clf.classes, args.out)
         n_ok = sum(r["predicted"] is not None for r in records)

@@ -14,7 +14,7 @@ from dmdt.classify import lightcurve_counts
 from dmdt.datasets import load_labelled
 from dmdt.engine import normalize
 from dmdt.grids import Grid
-from dmdt.lightcurves import LightCurve
+from dmdt.lightcurves import CleanReport, LightCurve, LightCurveFormatError
 
 # The paper's seven classes (Mahabal et al. 2017: EW=1, EA=2, RRab=4, RRc=5, RRd=6, RS_CVn=8,
 # LPV=13), in the order of its class numbers.
@@ -45,11 +45,42 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
+DATASET_RULE = (
+    "a labelled dataset is a folder of <id>-<class>.csv files (columns "
+    '"ID","MJD","mag","magerr","RA","Dec"), a compact .npz, or crts'
+)
+
+
 def load(
-    source: str, classes: Sequence[str] | None = None, min_points: int = 20
+    source: str,
+    classes: Sequence[str] | None = None,
+    min_points: int = 20,
+    *,
+    bad_files: list[LightCurveFormatError] | None = None,
+    progress: bool = False,
 ) -> list[LightCurve]:
-    """Cleaned labelled light curves of ``source`` (folder, .npz or ``crts``), sorted by id."""
-    lcs = load_labelled(source, classes=classes, clean=True, min_points=min_points)
+    """Cleaned labelled light curves of ``source`` (folder, .npz or ``crts``), sorted by id.
+
+    Raises ValueError when there is nothing to use: no light curve at all, or none with
+    ``min_points`` points after cleaning. Unreadable CSV files raise, or are collected in
+    ``bad_files`` when it is a list.
+    """
+    reports: list[CleanReport] = []
+    try:
+        lcs = load_labelled(
+            source, classes=classes, clean=True, min_points=min_points, progress=progress,
+            bad_files=bad_files, reports=reports,
+        )  # fmt: skip
+    except LightCurveFormatError as exc:
+        raise ValueError(f"{exc} (--skip-bad skips unreadable files and reports them)") from exc
+    if not reports:
+        skipped = f" ({len(bad_files)} unreadable files skipped)" if bad_files else ""
+        raise ValueError(f"{source}: no light curve to read{skipped}: {DATASET_RULE}")
+    if not lcs:
+        raise ValueError(
+            f"{source}: none of its {len(reports)} light curves has {min_points} points after "
+            "cleaning (--min-points)"
+        )
     return sorted(lcs, key=lambda lc: (lc.source_id, lc.label or ""))
 
 

@@ -75,11 +75,33 @@ def select_split(
     return list(lcs), "all: the data hash differs from the model's training data"
 
 
-def evaluate(clf: Classifier, lcs: Sequence[LightCurve], split: str = "auto") -> dict[str, Any]:
+def no_known_class(lcs: Sequence[LightCurve], classes: Sequence[str]) -> str:
+    """Why none of ``lcs`` can be scored: the file-name rule, and what the labels were."""
+    unlabelled = sum(lc.label is None for lc in lcs)
+    others = sorted({lc.label for lc in lcs if lc.label is not None})
+    found = []
+    if unlabelled:
+        found.append(f"{unlabelled} without a class in their name")
+    if others:
+        found.append(f"classes {', '.join(others[:10])}{' ...' if len(others) > 10 else ''}")
+    return (
+        f"none of the {len(lcs)} light curves has a class the model knows "
+        f"({', '.join(classes)}): a curve's class comes from its file name, <id>-<class>.csv "
+        f"(e.g. 1109065026725-RRab.csv); found {' and '.join(found) or 'nothing'}"
+    )
+
+
+def evaluate(
+    clf: Classifier, lcs: Sequence[LightCurve], split: str = "auto", progress: bool = False
+) -> dict[str, Any]:
     """Metrics of ``clf`` on ``lcs``; curves of classes the model does not know are skipped."""
+    from trainer.predict import classify
+
     known = [lc for lc in lcs if lc.label in clf.classes]
+    if not known:
+        raise ValueError(no_known_class(lcs, clf.classes))
     chosen, reason = select_split(clf, known, split)
-    preds = clf.classify_lightcurves(chosen)
+    preds = classify(clf, chosen, progress)
     index = {c: i for i, c in enumerate(clf.classes)}
     y_true = np.array([index[str(lc.label)] for lc in chosen])
     result = classification_metrics(y_true, preds.probabilities.argmax(axis=1), clf.classes)
