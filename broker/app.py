@@ -398,8 +398,6 @@ class App:
             )
         for topic, n in r.unknown.items():
             m.source_bands_unknown.labels(topic=topic).inc(n)
-        for (topic, reason), n in r.dead_reasons.items():
-            m.messages_dead_lettered.labels(topic=topic, reason=reason).inc(n)
         for (survey, reason), n in r.dropped_detections.items():
             m.detections_dropped.labels(survey=survey, reason=reason).inc(n)
         for (survey, fallback), n in r.photometry_fallbacks.items():

@@ -93,3 +93,14 @@ def ztf_night_records(topic: str = "ztf") -> list[Record]:
         Record(topic, 0, i, oid.encode(), message, 1_531_440_000_000 + i)
         for i, (oid, _, message) in enumerate(ztf_night_messages())
     ]
+
+
+def newest_format(name: str) -> str:
+    """``name/<version>`` of the newest registered version of one of our schemas (what the
+    broker writes now, and what `dmdt-broker read` names it)."""
+    from broker.registry import local_registry
+
+    registry = local_registry()
+    entry = registry.entry(registry.latest_id(name))
+    assert entry is not None
+    return f"{name}/{entry['version']}"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from stream_helpers import newest_format
 
 from broker.settings import BrokerSettings
 from broker.testing import free_port, tansu_binary
@@ -320,7 +321,7 @@ def check_what_the_page_promises(printed: dict[str, str]) -> None:
     reads = {text.split()[2]: out for text, out in printed.items() if text.startswith(
         "dmdt-broker read")}  # fmt: skip
     records = [json.loads(line) for line in reads["dmdt-classifications"].splitlines()]
-    assert {r["format"] for r in records} == {"classification/1.1"}
+    assert {r["format"] for r in records} == {newest_format("classification")}
     crts = {p.stem.split("-")[0] for p in (REPO / "tests" / "data" / "crts").glob("*.csv")}
     by_survey: dict[str, set[str]] = {}
     for r in records:
