@@ -52,6 +52,7 @@ from broker.registry import (
     local_registry,
     rubin_local_schema,
 )
+from broker.sanity import check_header, check_points
 
 __all__ = [
     "DECODER_NAMES",
@@ -142,6 +143,7 @@ class _Bands:
         for name, coord in (("ra", ra), ("dec", dec)):
             if coord is not None and not math.isfinite(coord):
                 raise DecodeError("invalid_value", f"{name} {coord}")
+        check_header(survey, source_id, alert_time, ra, dec)  # ids, time window (broker.sanity)
         out = []
         for band, points in self.points.items():
             # one (3, n) array per band: few numpy calls, as most alerts carry a few points
@@ -151,6 +153,7 @@ class _Bands:
                 raise DecodeError("invalid_value", f"non-finite {what} in band {band}")
             if tme[2].min() < 0:
                 raise DecodeError("invalid_value", f"negative magnitude error in band {band}")
+            check_points(survey, band, tme)  # physical ranges per survey (broker.sanity)
             if tme.shape[1] > 1 and (tme[0, 1:] < tme[0, :-1]).any():
                 tme = tme[:, np.argsort(tme[0], kind="stable")]
             t, m, err = tme
