@@ -28,7 +28,14 @@ from typing import Protocol
 import numpy as np
 
 from broker.decode import DecodedAlert, DecodeError, Decoder, SchemaRegistryUnavailable
-from broker.encode import UNKNOWN, DeadLetter, encode_dead_letter, now_ms, threshold_class
+from broker.encode import (
+    UNKNOWN,
+    DeadLetter,
+    dead_letter_key,
+    encode_dead_letter,
+    now_ms,
+    threshold_class,
+)
 from broker.features import FeatureCache
 from broker.models import ServedModel
 from broker.outputs import ClassificationWriter
@@ -140,7 +147,7 @@ class Pipeline:
             timestamp=now,
             message_timestamp=msg.timestamp_ms,
         )
-        out.dead_letters.append((msg.key, encode_dead_letter(letter)))
+        out.dead_letters.append((dead_letter_key(msg.key), encode_dead_letter(letter)))
         out.dead_reasons[(msg.topic, reason)] += 1
 
     def _fail(self, msg: Message, error: str) -> StrictModeError:
