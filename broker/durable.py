@@ -41,6 +41,7 @@ from broker.store import (
     row_points,
     store_path,
 )
+from dmdt.engine import MAX_POINTS
 from dmdt.grids import Grid
 from dmdt.table import HistogramTable
 
@@ -51,6 +52,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTORE_CHUNK = 2000  # changelog records per read while restoring
+
+
+MAX_KEY_BYTES = 256  # a row's changelog key: source id (<= 128) + NUL + band (<= 16), broker.sanity
+RECORD_MARGIN = 1024  # below the producer's limit, for what the codec may add later
+DEFAULT_RECORD_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+
+
+def max_row_points(grid: Grid, record_bytes: int = DEFAULT_RECORD_BYTES) -> int:
+    """Most points a row may hold so that its changelog record (row and key) fits under the
+    producer's ``record_bytes`` (message.max.bytes); at most the kernels' MAX_POINTS. Read off the
+    row codec itself: the size of an empty row plus the bytes of one point."""
+
+    def size(n: int) -> int:
+        t = np.arange(n, dtype=np.float64)
+        counts = np.zeros(grid.shape, np.int32)
+        row: dict[str, np.ndarray] = {"t": t, "m": t, "err": t, "counts": counts}
+        return len(encode_row(row, grid))
+
+    empty, per_point = size(0), size(1) - size(0)
+    room = record_bytes - MAX_KEY_BYTES - RECORD_MARGIN - empty
+    return max(0, min(MAX_POINTS, room // per_point))
 
 
 class DurableState:
@@ -64,7 +86,11 @@ class DurableState:
         *,
         cache_rows: int = 100_000,
         on_event: Callable[[str, int], None] | None = None,
+        record_bytes: int = DEFAULT_RECORD_BYTES,
     ) -> None:
+        # the per-source cap: a row must fit in one changelog record (the pipeline dead-letters
+        # alerts that would take a source past it, as source_full)
+        self.max_points = max_row_points(grid, record_bytes)
         self.grid = grid
         self.store = store
         self.changelog = changelog
@@ -303,4 +329,5 @@ def open_state(settings: BrokerSettings, grid: Grid) -> SourceState:
     if settings.state_store == "memory":
         return MemoryState(grid)
     store = RocksStore(store_path(settings.state_dir, settings.group_id), sync=settings.state_sync)
-    return DurableState(grid, store, cache_rows=settings.state_cache_rows)
+    limit = int(settings.kafka_extra.get("message.max.bytes", DEFAULT_RECORD_BYTES))
+    return DurableState(grid, store, cache_rows=settings.state_cache_rows, record_bytes=limit)

@@ -34,6 +34,16 @@ class KafkaFatalError(RuntimeError):
     """librdkafka reported a fatal error: the client is unusable and must be recreated."""
 
 
+class ProduceError(RuntimeError):
+    """librdkafka refused to queue a message (too large, unknown partition, bad argument):
+    ``code`` is its error name, e.g. MSG_SIZE_TOO_LARGE."""
+
+    def __init__(self, topic: str, code: str, message: str) -> None:
+        super().__init__(f"cannot produce to {topic}: {code}: {message}")
+        self.topic = topic
+        self.code = code
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One consumed message, as plain values."""
@@ -309,7 +319,8 @@ class AlertProducer:
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
         """Queue one message (to ``partition``, else the key's); when the local queue is full,
-        serve deliveries (and `on_full`) until it has room."""
+        serve deliveries (and `on_full`) until it has room. Raises ProduceError when librdkafka
+        refuses the message itself (MSG_SIZE_TOO_LARGE, ...)."""
         self._check_fatal()
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -335,6 +346,9 @@ class AlertProducer:
                 self._check_fatal()
                 if self.on_full is not None:
                     self.on_full()
+            except KafkaException as exc:
+                err = exc.args[0]
+                raise ProduceError(topic, err.name(), err.str()) from exc
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Serve delivery callbacks; returns how many were served."""

@@ -44,6 +44,7 @@ from dmdt.classify import Classifier
 from dmdt.engine import MAX_POINTS
 
 PROCESSING_ERROR = "processing_error"  # a reason outside DecodeError's: our bug, not the input's
+SOURCE_FULL = "source_full"  # the message would take a source past the state's cap on points
 
 
 class Message(Protocol):
@@ -192,24 +193,28 @@ class Pipeline:
         origin: list[int],
         out: BatchResult,
     ) -> tuple[list[DecodedAlert], list[int]]:
-        """Reject the messages whose source would pass MAX_POINTS (an upper bound: held + sent)."""
+        """Reject the messages whose source would pass the per-source cap (the kernels' MAX_POINTS,
+        or less: a durable row must fit in one changelog record); an upper bound, held + sent.
+        The source keeps the exact histogram of the points it holds; the rejected alert is a
+        dead letter (source_full), counted."""
+        cap = min(MAX_POINTS, self.state.max_points)
         sent: dict[SourceKey, int] = {}
         for a in alerts:
             key = (a.source_id, a.band)
             sent[key] = sent.get(key, 0) + a.n
         keys = list(sent)
         worst = self.state.held(keys) + np.fromiter(sent.values(), np.int64, len(keys))
-        full = {k for k, w in zip(keys, worst.tolist(), strict=True) if w > MAX_POINTS}
+        full = {k for k, w in zip(keys, worst.tolist(), strict=True) if w > cap}
         if not full:
             return alerts, origin
         bad = {i for a, i in zip(alerts, origin, strict=True) if (a.source_id, a.band) in full}
         now = self.clock_ms()
         for i in sorted(bad):
             msg = messages[i]
-            error = f"a source of this message would hold over {MAX_POINTS} points"
+            error = f"a source of this message would hold over {cap} points, the cap per source"
             if self.strict:
                 raise self._fail(msg, error)
-            self._reject(out, msg, self.decoders[msg.topic].name, "too_large", error, now)
+            self._reject(out, msg, self.decoders[msg.topic].name, SOURCE_FULL, error, now)
         kept = [(a, i) for a, i in zip(alerts, origin, strict=True) if i not in bad]
         return [a for a, _ in kept], [i for _, i in kept]
 

@@ -215,7 +215,7 @@ def test_min_points_and_capacity(model_dir, records, monkeypatch) -> None:
     result = p.process(records[300:2000])
     letters = [decode_dead_letter(v) for _, v in result.dead_letters]
     assert letters
-    assert {d.reason for d in letters} == {"too_large"}
+    assert {d.reason for d in letters} == {"source_full"}
     assert all(c.n_points <= 25 for c in map(decode_classification, (v for _, v in result.outputs)))
 
 
