@@ -41,6 +41,7 @@ from broker.kafka import (
     AlertConsumer,
     AlertProducer,
     PartitionId,
+    ProduceError,
     RebalanceHooks,
     Record,
     deliver_then_store,
@@ -63,7 +64,9 @@ RESTORE_STEP_S = 0.5  # state restore work between two polls
 
 
 class DeliveryFailed(RuntimeError):
-    """A batch's outputs were not all acknowledged: its offsets were not stored; stop."""
+    """The system failed the batch in hand (outputs not acknowledged or refused, the state not
+    read or not persisted, the Schema Registry away): its offsets were not stored; stop. A
+    restart redelivers the batch once the cause is gone (docs/operations.md, failure policy)."""
 
 
 @dataclass
@@ -218,7 +221,10 @@ class App:
         def guarded(partitions: list[PartitionId]) -> None:
             try:
                 hook(partitions)
-            except Exception as exc:
+            except (StateStoreError, ChangelogError) as exc:  # the system's: one line
+                log.error("rebalance hook %s failed: %s", hook.__name__, exc)
+                self._hook_error = exc
+            except Exception as exc:  # a bug: with its traceback
                 log.exception("rebalance hook %s failed", hook.__name__)
                 self._hook_error = exc
 
@@ -272,22 +278,43 @@ class App:
                 consumer.commit()
             except Exception as exc:  # redelivery after a restart, never loss
                 log.warning("final commit failed: %s", exc)
+        except (StateStoreError, ChangelogError) as exc:  # restores, revoke flushes, topics
+            self.metrics.state_store_errors.inc()
+            self.health.fail(f"{type(exc).__name__}: {exc}")
+            raise DeliveryFailed(f"state store or changelog failed ({exc}); offsets of the "
+                                 "batch in hand not stored") from exc  # fmt: skip
         except BaseException as exc:
             self.health.fail(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            try:
-                consumer.close()  # leaves the group (revoke hook, then stored offsets commit)
-            finally:
-                producer.close(timeout_s=DELIVERY_TIMEOUT_S)
-                self.flow.close()
-                self.features.close()
-                self.state.close()
-                if reader is not None:
-                    reader.close()
-                if server is not None:
-                    server.close()
+            self._close(consumer, producer, reader, server)
         return self.stats
+
+    def _close(
+        self,
+        consumer: AlertConsumer,
+        producer: AlertProducer,
+        reader: PartitionReader | None,
+        server: HealthServer | None,
+    ) -> None:
+        """Release everything; a close that fails (a store after a full disk: "Writer has
+        previous error") is logged, never raised over the error that stopped the loop."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("consumer", consumer.close),  # leaves the group (revoke hook, then commit)
+            ("producer", lambda: producer.close(timeout_s=DELIVERY_TIMEOUT_S)),
+            ("back-pressure worker", self.flow.close),
+            ("feature threads", self.features.close),
+            ("state store", self.state.close),
+        ]
+        if reader is not None:
+            steps.append(("changelog reader", reader.close))
+        if server is not None:
+            steps.append(("metrics server", server.close))
+        for name, close in steps:
+            try:
+                close()
+            except Exception as exc:
+                log.warning("closing the %s failed: %s", name, exc)
 
     def _changelogs(self) -> dict[str, str] | None:
         """The changelog topics (created if missing), once the input topics exist; None if
@@ -309,7 +336,10 @@ class App:
                 return self.pipeline.process(records, ingest)
             except SchemaRegistryUnavailable as exc:
                 if time.monotonic() + delay > deadline:
-                    raise
+                    raise DeliveryFailed(
+                        f"batch of {len(records)} messages: schema registry unavailable for "
+                        f"{OUTAGE_GIVE_UP_S:.0f} s ({exc}); offsets not stored"
+                    ) from exc
                 log.warning("schema registry unavailable, retrying in %.1f s: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(2 * delay, 8.0)
@@ -327,11 +357,21 @@ class App:
         self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
     ) -> None:
         s, m = self.settings, self.metrics
-        result = self.flow.call(lambda: self._process(records))
-        for key, value in result.outputs:
-            producer.produce(s.output_topic, value, key=key)
-        for dl_key, dl_value in result.dead_letters:
-            producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
+        try:
+            result = self.flow.call(lambda: self._process(records))
+        except StateStoreError as exc:  # a read (the store's disk), before anything was produced
+            m.state_store_errors.inc()
+            raise DeliveryFailed(f"batch of {len(records)} messages: state not read ({exc}); "
+                                 "offsets not stored") from exc  # fmt: skip
+        try:
+            for key, value in result.outputs:
+                producer.produce(s.output_topic, value, key=key)
+            for dl_key, dl_value in result.dead_letters:
+                producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
+        except ProduceError as exc:  # refused by librdkafka itself (its limits, its config)
+            m.publish_failures.labels(topic=exc.topic).inc()
+            raise DeliveryFailed(f"batch of {len(records)} messages: {exc}; offsets not "
+                                 "stored") from exc  # fmt: skip
         # At-least-once: input offsets are stored only after the batch's state is durable (its
         # changed rows acknowledged on the changelog, then written to the local store) and every
         # output of this batch (and of all before it) is acknowledged; on failure nothing is

@@ -368,9 +368,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from broker.app import App, DeliveryFailed
     from broker.kafka import KafkaFatalError
+    from broker.store import StateStoreError
 
     settings = _run_settings(args)
-    app = App(settings)
+    try:
+        app = App(settings)
+    except StateStoreError as exc:  # locked by another consumer, unreadable, damaged
+        print(f"dmdt-broker run: cannot start: {exc}", file=sys.stderr)
+        return 1
     served = app.models.current
 
     def stop(signum: int, _frame: Any) -> None:

@@ -241,10 +241,14 @@ class RocksStore:
         self._db.flush()
 
     def close(self) -> None:
-        """Release the store (and its lock)."""
+        """Release the store (and its lock); StateStoreError if RocksDB reports a failure (a write
+        that failed before, e.g. on a full disk), the store released all the same."""
         if self._rdict is not None:
-            self._rdict.close()
-            self._rdict = None
+            rdict, self._rdict = self._rdict, None
+            try:
+                rdict.close()
+            except Exception as exc:  # rocksdict raises plain Exception
+                raise StateStoreError(f"closing the state store {self.path}: {exc}") from exc
 
     def __enter__(self) -> RocksStore:
         return self
