@@ -52,7 +52,7 @@ from broker.models import ModelSource, ServedModel
 from broker.pipeline import BatchResult, Pipeline
 from broker.settings import BrokerSettings
 from broker.state import SourceState
-from broker.store import StateStoreError
+from broker.store import StateStoreCorrupted, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ class App:
         self.models.on_failure = lambda _exc: self.metrics.model_load_failures.inc()
         self._model_loaded(self.models.current)
         grid = self.models.current.grid
-        self.state: SourceState = state if state is not None else open_state(settings, grid)
+        self.state: SourceState = (
+            state if state is not None else open_state(settings, grid, on_rebuild=self._rebuilt)
+        )
         if isinstance(self.state, DurableState):
             rows = self.metrics.state_rows
             self.state.on_event = lambda event, n: rows.labels(event=event).inc(n)
@@ -262,7 +264,10 @@ class App:
                 self.models.maybe_reload()
                 wait_s = s.batch_wait_ms / 1000
                 if self.state.restoring():
-                    consumer.resume(self.state.restore_step(RESTORE_STEP_S))
+                    try:
+                        consumer.resume(self.state.restore_step(RESTORE_STEP_S))
+                    except StateStoreCorrupted as exc:
+                        self._rebuild(exc, consumer, [])
                     self.metrics.partitions_restoring.set(len(self.state.restoring()))
                     wait_s = 0.0 if self.state.restoring() else wait_s
                 records = consumer.poll_batch(s.batch_size, wait_s)
@@ -316,6 +321,27 @@ class App:
             except Exception as exc:
                 log.warning("closing the %s failed: %s", name, exc)
 
+    def _rebuilt(self, when: str) -> None:
+        self.metrics.state_store_rebuilds.labels(when=when).inc()
+
+    def _rebuild(
+        self, exc: StateStoreCorrupted, consumer: AlertConsumer, records: list[Record]
+    ) -> None:
+        """The store turned out damaged while running: set it aside, restore the owned partitions
+        from the changelog (paused meanwhile) and fetch the batch in hand again (its offsets were
+        not stored). Without a changelog: stop (DeliveryFailed)."""
+        if not isinstance(self.state, DurableState) or self.state.changelog is None:
+            self.metrics.state_store_errors.inc()
+            raise DeliveryFailed(f"{exc}; no changelog to rebuild the store from; offsets not "
+                                 "stored") from exc  # fmt: skip
+        owned = sorted(self.owned)
+        self.features.release(owned)
+        self.state.rebuild(owned)
+        self._rebuilt("running")
+        consumer.pause(self.state.restoring())
+        consumer.rewind(records)
+        self.metrics.partitions_restoring.set(len(self.state.restoring()))
+
     def _changelogs(self) -> dict[str, str] | None:
         """The changelog topics (created if missing), once the input topics exist; None if
         stopped first."""
@@ -359,6 +385,9 @@ class App:
         s, m = self.settings, self.metrics
         try:
             result = self.flow.call(lambda: self._process(records))
+        except StateStoreCorrupted as exc:  # nothing produced yet: rebuild, fetch the batch again
+            self._rebuild(exc, consumer, records)
+            return
         except StateStoreError as exc:  # a read (the store's disk), before anything was produced
             m.state_store_errors.inc()
             raise DeliveryFailed(f"batch of {len(records)} messages: state not read ({exc}); "
@@ -379,6 +408,9 @@ class App:
         # idempotently (it skips points it already holds).
         try:
             self.state.flush({(r.topic, r.partition) for r in records} & self.owned)
+        except StateStoreCorrupted as exc:  # outputs queued: redone after the rebuild (duplicates)
+            self._rebuild(exc, consumer, records)
+            return
         except (ChangelogError, StateStoreError) as exc:
             m.state_store_errors.inc()
             raise DeliveryFailed(f"batch of {len(records)} messages: state not persisted "

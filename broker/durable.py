@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,11 +35,14 @@ import numpy as np
 from broker.state import MemoryState, PartitionId, SourceKey, SourceState
 from broker.store import (
     RocksStore,
+    StateStoreCorrupted,
+    StateStoreError,
     decode_key,
     decode_row,
     encode_key,
     encode_row,
     row_points,
+    set_aside,
     store_path,
 )
 from dmdt.engine import MAX_POINTS
@@ -319,15 +323,74 @@ class DurableState:
         self.store.write(latest.items(), {part: applied})
         self._event("restored", len(latest))
 
+    def rebuild(self, partitions: Iterable[PartitionId]) -> Path:
+        """The store is damaged (found on a read or a write): set it aside, start an empty one
+        and restore these partitions (the owned ones) from the changelog; their rows in memory
+        are dropped, dirty ones too (the caller fetches the batch in hand again). Returns where
+        the damaged store went. StateStoreError without a changelog: nothing to rebuild from."""
+        parts = list(partitions)
+        if self.changelog is None:
+            raise StateStoreError(f"the state store {self.store.path} is damaged and there is no "
+                                  "changelog to rebuild it from")  # fmt: skip
+        self.release(parts)
+        self._prefetched.clear()
+        path, sync = self.store.path, self.store.sync
+        try:
+            self.store.close()
+        except StateStoreError as exc:
+            log.warning("closing the damaged store: %s", exc)
+        aside = set_aside(path)
+        self.store = RocksStore(path, sync=sync)
+        self.assign(parts)
+        log.error("state store %s damaged: moved to %s; restoring %d partitions from the "
+                  "changelog", path, aside, len(parts))  # fmt: skip
+        return aside
+
     def close(self) -> None:
         """Close the store (rows in memory are all flushed by then, or redelivered)."""
         self.store.close()
 
 
-def open_state(settings: BrokerSettings, grid: Grid) -> SourceState:
-    """The state the settings ask for: `DurableState` in the state dir, or `MemoryState`."""
+def open_store(
+    path: Path, *, sync: bool, rebuildable: bool, on_rebuild: Callable[[str], None] | None = None
+) -> RocksStore:
+    """Open a consumer's store and read it all once, verifying every block (corruption found now
+    costs a rebuild before the first batch, not a crash at the first unlucky read). A damaged
+    store is set aside and replaced by an empty one when ``rebuildable`` (a changelog holds every
+    row: the restores that follow each assignment refill it from offset 0), else refused."""
+    try:
+        store = RocksStore(path, sync=sync)
+        try:
+            store.check()
+        except StateStoreCorrupted:
+            store.close()
+            raise
+        return store
+    except StateStoreCorrupted as exc:
+        if not rebuildable:
+            raise StateStoreCorrupted(
+                f"{exc}; with DMDT_STATE_CHANGELOG=false there is no changelog to rebuild it "
+                f"from: move {path} aside to start with an empty state (its sources' histograms "
+                "start again) or restore it from a backup"
+            ) from exc
+        aside = set_aside(path)
+        log.error("state store damaged (%s): moved to %s; the partitions will be restored from "
+                  "the changelog", exc, aside)  # fmt: skip
+        if on_rebuild is not None:
+            on_rebuild("start")
+        return RocksStore(path, sync=sync)
+
+
+def open_state(
+    settings: BrokerSettings, grid: Grid, on_rebuild: Callable[[str], None] | None = None
+) -> SourceState:
+    """The state the settings ask for: `DurableState` in the state dir (checked; a damaged store
+    is rebuilt when there is a changelog, ``on_rebuild("start")`` is called), or `MemoryState`."""
     if settings.state_store == "memory":
         return MemoryState(grid)
-    store = RocksStore(store_path(settings.state_dir, settings.group_id), sync=settings.state_sync)
+    store = open_store(
+        store_path(settings.state_dir, settings.group_id), sync=settings.state_sync,
+        rebuildable=settings.state_changelog, on_rebuild=on_rebuild,
+    )  # fmt: skip
     limit = int(settings.kafka_extra.get("message.max.bytes", DEFAULT_RECORD_BYTES))
     return DurableState(grid, store, cache_rows=settings.state_cache_rows, record_bytes=limit)

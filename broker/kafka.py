@@ -222,6 +222,19 @@ class AlertConsumer:
             )
         return out
 
+    def rewind(self, records: Iterable[Record]) -> None:
+        """Fetch these records again: each owned partition among them goes back to the first of
+        their offsets (none of them was stored), also past records a keepalive held."""
+        first: dict[PartitionId, int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            first[key] = min(first.get(key, r.offset), r.offset)
+        self._held = [r for r in self._held if (r.topic, r.partition) not in first]
+        owned = set(self.assignment())
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in owned:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
     def store(self, records: Iterable[Record]) -> None:
         """Mark records as done: the next commit resumes after the highest offset per partition.
 

@@ -106,6 +106,14 @@ class BrokerMetrics:
         self.state_store_errors = counter(
             "state_store_errors", "Failed reads or writes of the durable state store"
         )
+        self.state_store_rebuilds = counter(
+            "state_store_rebuilds",
+            "Damaged state stores set aside and rebuilt from the changelog, found when the store "
+            "was opened (start) or by a read or write while running (running)",
+            ["when"],
+        )
+        for when in ("start", "running"):
+            self.state_store_rebuilds.labels(when=when)
         self.state_rows = counter(
             "state_rows",
             "Durable state rows by event: persisted (store + changelog), loaded (from the "
