@@ -22,6 +22,7 @@ unflushed and unstored, like a lost partition: their new owner redoes it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +62,11 @@ DELIVERY_TIMEOUT_S = 60.0
 OUTAGE_GIVE_UP_S = 60.0  # Schema Registry outage: retry a batch this long, then stop
 PAUSE_AFTER_S = 1.0  # a batch waiting this long pauses fetching (back-pressure)
 RESTORE_STEP_S = 0.5  # state restore work between two polls
+DEAD_LOG_EVERY_S = 60.0  # dead letters are logged at most this often per topic and reason
+DEAD_LETTER_HINTS = {
+    "bad_key": ": the producer must key every message by its source id (docs/operations.md)",
+    "source_full": ": a source reached the cap on points per source (docs/scaling.md)",
+}
 
 
 class DeliveryFailed(RuntimeError):
@@ -105,6 +111,7 @@ class App:
         self.owned: set[PartitionId] = set()
         self.metrics_port: int | None = None  # the bound port once serving
         self._hook_error: Exception | None = None
+        self._dead_log: dict[tuple[str, str], tuple[int, float]] = {}  # (count, last logged)
         self.stats = RunStats()
         self.on_batch = on_batch
         self._stop = threading.Event()
@@ -179,6 +186,7 @@ class App:
     # ---------------------------------------------------------------- ownership
 
     def _assigned(self, partitions: list[PartitionId]) -> None:
+        self.pipeline.partitions.clear()  # counts are read again before the next batch
         self.owned.update(partitions)
         self.health.set_assigned(len(self.owned))
         self.state.assign(partitions)
@@ -383,6 +391,9 @@ class App:
         self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
     ) -> None:
         s, m = self.settings, self.metrics
+        unknown = {r.topic for r in records} - set(self.pipeline.partitions)
+        if unknown:  # the key contract depends on them (Pipeline._check_keys)
+            self.pipeline.partitions.update(consumer.partition_counts(unknown))
         try:
             result = self.flow.call(lambda: self._process(records))
         except StateStoreCorrupted as exc:  # nothing produced yet: rebuild, fetch the batch again
@@ -430,6 +441,18 @@ class App:
         if self.on_batch is not None:
             self.on_batch(result, delivered)
 
+    def _report_dead_letters(self, topic: str, reason: str, n: int) -> None:
+        """Log dead letters once a minute per topic and reason (they are counted every time)."""
+        key = (topic, reason)
+        count, last = self._dead_log.get(key, (0, -math.inf))
+        count += n
+        if time.monotonic() - last < DEAD_LOG_EVERY_S:
+            self._dead_log[key] = (count, last)
+            return
+        self._dead_log[key] = (0, time.monotonic())
+        log.warning("%d message(s) of %s dead-lettered as %s%s", count, topic, reason,
+                    DEAD_LETTER_HINTS.get(reason, ""))  # fmt: skip
+
     def _observe(self, r: BatchResult, delivered: int, n_records: int) -> None:
         m, st = self.metrics, self.stats
         for topic, n in r.consumed.items():
@@ -445,6 +468,7 @@ class App:
             m.alerts_unknown.labels(topic=topic).inc(n)
         for (topic, reason), n in r.dead_reasons.items():
             m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+            self._report_dead_letters(topic, reason, n)
         m.batch_size.observe(n_records)
         m.decode_seconds.observe(r.decode_s)
         m.update_seconds.observe(r.update_s)

@@ -275,6 +275,15 @@ class AlertConsumer:
             for tp in self._consumer.committed(tps, timeout=timeout_s)
         }
 
+    def partition_counts(self, topics: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
+        """Partitions of each of these topics that exists (cluster metadata)."""
+        out: dict[str, int] = {}
+        for topic in topics:
+            meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                out[topic] = len(meta.partitions)
+        return out
+
     def assignment(self) -> list[PartitionId]:
         """Partitions this consumer owns now."""
         return _ids(self._consumer.assignment())

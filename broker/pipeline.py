@@ -3,7 +3,10 @@
 Steps per batch, each timed for the metrics:
 
 1. decode every message with its topic's decoder; a message that fails becomes a dead letter
-   (raw bytes, origin, reason) and the rest of the batch goes on; ``strict`` raises instead;
+   (raw bytes, origin, reason) and the rest of the batch goes on; ``strict`` raises instead; so
+   does a message keyed by something else than its source id on a topic of several partitions
+   (``bad_key``), or one that would take a source past the state's cap on points
+   (``source_full``);
 2. apply all decoded alerts to the state in one `HistogramTable.update` call (grouped by
    (source_id, band); points already held are skipped, so redelivered alerts change nothing);
 3. classify every source the batch touched that holds at least the model's ``min_points``
@@ -45,6 +48,7 @@ from dmdt.engine import MAX_POINTS
 
 PROCESSING_ERROR = "processing_error"  # a reason outside DecodeError's: our bug, not the input's
 SOURCE_FULL = "source_full"  # the message would take a source past the state's cap on points
+BAD_KEY = "bad_key"  # keyed by something else than its source id, on a topic of several partitions
 
 
 class Message(Protocol):
@@ -120,6 +124,9 @@ class Pipeline:
         self.strict = strict
         self.clock_ms = clock_ms
         self._writers: dict[str, ClassificationWriter] = {}
+        # partitions per input topic (the app fills it in): on a topic with more than one, or an
+        # unknown number, a message must be keyed by its source id (`_check_keys`)
+        self.partitions: dict[str, int] = {}
 
     def writer(self, served: ServedModel) -> ClassificationWriter:
         """The record writer of a model (one per model version, kept)."""
@@ -186,6 +193,40 @@ class Pipeline:
             origin.extend([i] * len(got))
         return alerts, origin
 
+    def _check_keys(
+        self,
+        messages: Sequence[Message],
+        alerts: list[DecodedAlert],
+        origin: list[int],
+        out: BatchResult,
+    ) -> tuple[list[DecodedAlert], list[int]]:
+        """Reject the messages, on topics of several partitions, whose key is not the source id
+        of each of their alerts (the producer contract: a source's alerts must all reach one
+        partition, or two consumers would keep two diverging histories of it)."""
+        bad: dict[int, str] = {}
+        for a, i in zip(alerts, origin, strict=True):
+            msg = messages[i]
+            if i not in bad and self.partitions.get(msg.topic) != 1:
+                if msg.key != a.source_id.encode():
+                    bad[i] = a.source_id
+        if not bad:
+            return alerts, origin
+        now = self.clock_ms()
+        for i, source_id in sorted(bad.items()):
+            msg = messages[i]
+            n = self.partitions.get(msg.topic)
+            key = "null" if msg.key is None else repr(msg.key[:40])
+            error = (
+                f"key {key} is not the source id {source_id!r} and {msg.topic} has "
+                f"{n if n else 'an unknown number of'} partitions: key every message by its "
+                "source id, or its source may be split over two consumers"
+            )
+            if self.strict:
+                raise self._fail(msg, error)
+            self._reject(out, msg, self.decoders[msg.topic].name, BAD_KEY, error, now)
+        kept = [(a, i) for a, i in zip(alerts, origin, strict=True) if i not in bad]
+        return [a for a, _ in kept], [i for _, i in kept]
+
     def _check_capacity(
         self,
         messages: Sequence[Message],
@@ -228,6 +269,7 @@ class Pipeline:
 
         t0 = time.perf_counter()
         alerts, origin = self._decode(messages, out)
+        alerts, origin = self._check_keys(messages, alerts, origin, out)
         alerts, origin = self._check_capacity(messages, alerts, origin, out)
         t1 = time.perf_counter()
         out.decode_s = t1 - t0
