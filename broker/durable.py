@@ -392,5 +392,5 @@ def open_state(
         store_path(settings.state_dir, settings.group_id), sync=settings.state_sync,
         rebuildable=settings.state_changelog, on_rebuild=on_rebuild,
     )  # fmt: skip
-    limit = int(settings.kafka_extra.get("message.max.bytes", DEFAULT_RECORD_BYTES))
+    limit = int(settings.kafka_config().get("message.max.bytes", DEFAULT_RECORD_BYTES))
     return DurableState(grid, store, cache_rows=settings.state_cache_rows, record_bytes=limit)

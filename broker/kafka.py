@@ -44,6 +44,21 @@ class ProduceError(RuntimeError):
         self.code = code
 
 
+def new_client(factory: Callable[[dict[str, Any]], Any], conf: dict[str, Any]) -> Any:
+    """A librdkafka client; a configuration librdkafka refuses (an unknown property, a bad
+    value) is a ValueError naming the property, with no other configuration value in it."""
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ValueError(
+            f"invalid Kafka client configuration: {err.str()} (see DMDT_KAFKA_EXTRA and the "
+            "DMDT_* Kafka settings)"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One consumed message, as plain values."""
@@ -102,7 +117,7 @@ class AlertConsumer:
         conf = consumer_config(settings, group_id=group_id, overrides=overrides)
         conf["error_cb"] = self._on_error
         self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
-        self._consumer = Consumer(conf)
+        self._consumer = new_client(Consumer, conf)
         self._paused: set[PartitionId] = set()  # paused by the app (e.g. restoring state)
         self._holding = False  # keepalive: every partition paused while the app waits
         self._held: list[Record] = []  # records a keepalive poll returned, served first
@@ -319,7 +334,7 @@ class AlertProducer:
         self.on_full: Callable[[], None] | None = None  # called while produce waits for room
         conf = producer_config(settings, overrides=overrides)
         conf["error_cb"] = self._on_error
-        self._producer = Producer(conf)
+        self._producer = new_client(Producer, conf)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
