@@ -481,6 +481,8 @@ class App:
         if r.model is not None and r.model.kind == "hybrid":
             m.feature_refreshes.inc(r.features_refreshed)
             m.feature_refresh_deferred.inc(r.features_deferred)
+            for reason, n in r.feature_failures.items():
+                m.feature_failures.labels(reason=reason).inc(n)
             for seconds in r.feature_seconds:
                 m.feature_refresh_seconds.observe(seconds)
             m.feature_stale_outputs.labels(kind="stale").inc(r.stale_outputs)

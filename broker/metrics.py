@@ -139,6 +139,13 @@ class BrokerMetrics:
             "feature_refresh_deferred",
             "Feature refreshes due but left to a later batch: the batch's budget was spent",
         )
+        self.feature_failures = counter(
+            "feature_failures",
+            "Feature refreshes refused or failed, by reason: baseline (a history too long for a "
+            "period search) or failed (the feature code raised); the source is classified "
+            "without features (hybrid models)",
+            ["reason"],
+        )
         self.feature_cache_size = gauge(
             "feature_cache_size", "Sources whose feature vector is held (hybrid models)"
         )

@@ -39,6 +39,7 @@ from broker.encode import (
     now_ms,
     threshold_class,
 )
+from broker.feature_guard import GuardedFeatures
 from broker.features import FeatureCache
 from broker.models import ServedModel
 from broker.outputs import ClassificationWriter
@@ -98,6 +99,7 @@ class BatchResult:
     feature_seconds: list[float] = field(default_factory=list)  # per refresh
     stale_outputs: int = 0  # outputs whose features are older than their n_points
     missing_outputs: int = 0  # outputs of sources with no features yet (NaN vector)
+    feature_failures: Counter[str] = field(default_factory=Counter)  # refreshes refused, by reason
 
 
 class Pipeline:
@@ -303,10 +305,12 @@ class Pipeline:
             probs = np.zeros((0, len(served.classes)))
         else:
             at = first[ready].tolist()  # an alert of each ready source: its key and partition
+            guarded = GuardedFeatures(clf)  # a history no period search takes stops nothing
             found = self.features.lookup(
-                clf, [keys[i] for i in at], [parts[i] for i in at], n_points[ready],
+                guarded, [keys[i] for i in at], [parts[i] for i in at], n_points[ready],
                 self.state.history,
             )  # fmt: skip
+            out.feature_failures = guarded.failures
             out.features_refreshed, out.features_deferred = found.refreshed, found.deferred
             out.features_s, out.feature_seconds = found.refresh_s, found.durations
             feature_points = np.zeros_like(n_points)
