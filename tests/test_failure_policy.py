@@ -28,8 +28,8 @@ from broker.replay import ReplaySource, load_source, read_stream, replay_to_file
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, StateStoreError, decode_row, store_path
 from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
-from dmdt import engine
 from dmdt.grids import get_grid
+from dmdt.reference import numpy_counts
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -183,4 +183,26 @@ def test_a_full_disk_stops_cleanly_and_a_restart_recovers(kafka_settings, make_t
     for curve in curves:
         row = rows[(curve.source_id, "V")]
         assert row["t"].tolist() == curve.t.tolist()
-        assert (row["counts"] == engine.counts(curve.t, curve.m)).all()
+        assert (row["counts"] == numpy_counts(curve.t, curve.m, get_grid())).all()
+
+
+def test_a_schema_registry_outage_is_retried_then_stops(tmp_path, monkeypatch, rubin_file) -> None:
+    """A Rubin batch while the Schema Registry does not answer (nothing listens on its port): the
+    batch is retried with back-off, then the consumer stops with one line; no dead letter."""
+    from broker import app as app_module
+    from broker.kafka import Record
+    from broker.models import ModelSource
+    from broker.state import MemoryState
+    from broker.testing import free_port, rubin_messages
+
+    monkeypatch.setattr(app_module, "OUTAGE_GIVE_UP_S", 3.0)  # tries at 0, 0.5 and 1.5 s
+    model = tiny_model(tmp_path / "model").path
+    s = BrokerSettings(input_topics={"rubin": "rubin"}, model=str(model), device="cpu",
+                       schema_registry_url=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    models = ModelSource(model, "cpu")
+    app = App(s, models=models, state=MemoryState(models.current.grid))
+    _, message = next(iter(rubin_messages(rubin_file)))
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed, match="schema registry unavailable"):
+        app._process([Record("rubin", 0, 0, b"1", message, None)])
+    assert time.monotonic() - started >= 1.0  # retried, not given up at once
