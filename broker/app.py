@@ -17,12 +17,16 @@ Back-pressure (broker.backpressure): inference runs in a worker thread; a batch 
 than a second (slow model, full output queue, slow acknowledgements) pauses fetching and keeps
 serving the group. A rebalance during such a wait drops the revoked partitions' part of the batch
 unflushed and unstored, like a lost partition: their new owner redoes it.
+
+Failures (docs/operations.md, "Failure policy"; broker.failures): a bad message is the pipeline's
+dead letter and the stream goes on; the system's faults (outputs or state not durable, the Schema
+Registry away, a refused produce) stop the loop with `DeliveryFailed`, counted, offsets not
+stored; a damaged store is rebuilt from the changelog in place (`_rebuild`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +40,7 @@ from broker.changelog import Changelog, ChangelogError, ensure_changelogs
 from broker.decode import SchemaRegistryUnavailable, make_decoder
 from broker.durable import DurableState, open_state
 from broker.encode import now_ms
+from broker.failures import DeadLetterLog, DeliveryFailed, close_all
 from broker.features import FeatureCache
 from broker.health import Health, HealthServer, serve
 from broker.kafka import (
@@ -62,17 +67,6 @@ DELIVERY_TIMEOUT_S = 60.0
 OUTAGE_GIVE_UP_S = 60.0  # Schema Registry outage: retry a batch this long, then stop
 PAUSE_AFTER_S = 1.0  # a batch waiting this long pauses fetching (back-pressure)
 RESTORE_STEP_S = 0.5  # state restore work between two polls
-DEAD_LOG_EVERY_S = 60.0  # dead letters are logged at most this often per topic and reason
-DEAD_LETTER_HINTS = {
-    "bad_key": ": the producer must key every message by its source id (docs/operations.md)",
-    "source_full": ": a source reached the cap on points per source (docs/scaling.md)",
-}
-
-
-class DeliveryFailed(RuntimeError):
-    """The system failed the batch in hand (outputs not acknowledged or refused, the state not
-    read or not persisted, the Schema Registry away): its offsets were not stored; stop. A
-    restart redelivers the batch once the cause is gone (docs/operations.md, failure policy)."""
 
 
 @dataclass
@@ -111,7 +105,7 @@ class App:
         self.owned: set[PartitionId] = set()
         self.metrics_port: int | None = None  # the bound port once serving
         self._hook_error: Exception | None = None
-        self._dead_log: dict[tuple[str, str], tuple[int, float]] = {}  # (count, last logged)
+        self.dead_log = DeadLetterLog()
         self.stats = RunStats()
         self.on_batch = on_batch
         self._stop = threading.Event()
@@ -310,8 +304,7 @@ class App:
         reader: PartitionReader | None,
         server: HealthServer | None,
     ) -> None:
-        """Release everything; a close that fails (a store after a full disk: "Writer has
-        previous error") is logged, never raised over the error that stopped the loop."""
+        """Release everything (`close_all`: a failing close never hides why the loop stopped)."""
         steps: list[tuple[str, Callable[[], object]]] = [
             ("consumer", consumer.close),  # leaves the group (revoke hook, then commit)
             ("producer", lambda: producer.close(timeout_s=DELIVERY_TIMEOUT_S)),
@@ -323,11 +316,7 @@ class App:
             steps.append(("changelog reader", reader.close))
         if server is not None:
             steps.append(("metrics server", server.close))
-        for name, close in steps:
-            try:
-                close()
-            except Exception as exc:
-                log.warning("closing the %s failed: %s", name, exc)
+        close_all(steps)
 
     def _rebuilt(self, when: str) -> None:
         self.metrics.state_store_rebuilds.labels(when=when).inc()
@@ -441,18 +430,6 @@ class App:
         if self.on_batch is not None:
             self.on_batch(result, delivered)
 
-    def _report_dead_letters(self, topic: str, reason: str, n: int) -> None:
-        """Log dead letters once a minute per topic and reason (they are counted every time)."""
-        key = (topic, reason)
-        count, last = self._dead_log.get(key, (0, -math.inf))
-        count += n
-        if time.monotonic() - last < DEAD_LOG_EVERY_S:
-            self._dead_log[key] = (count, last)
-            return
-        self._dead_log[key] = (0, time.monotonic())
-        log.warning("%d message(s) of %s dead-lettered as %s%s", count, topic, reason,
-                    DEAD_LETTER_HINTS.get(reason, ""))  # fmt: skip
-
     def _observe(self, r: BatchResult, delivered: int, n_records: int) -> None:
         m, st = self.metrics, self.stats
         for topic, n in r.consumed.items():
@@ -468,7 +445,7 @@ class App:
             m.alerts_unknown.labels(topic=topic).inc(n)
         for (topic, reason), n in r.dead_reasons.items():
             m.alerts_dead_lettered.labels(topic=topic, reason=reason).inc(n)
-            self._report_dead_letters(topic, reason, n)
+            self.dead_log.add(topic, reason, n)
         m.batch_size.observe(n_records)
         m.decode_seconds.observe(r.decode_s)
         m.update_seconds.observe(r.update_s)
