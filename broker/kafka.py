@@ -290,11 +290,16 @@ class AlertConsumer:
             for tp in self._consumer.committed(tps, timeout=timeout_s)
         }
 
-    def partition_counts(self, topics: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
-        """Partitions of each of these topics that exists (cluster metadata)."""
+    def partition_counts(self, topics: Iterable[str], timeout_s: float = 5.0) -> dict[str, int]:
+        """Partitions of each of these topics that exists (cluster metadata); a topic whose
+        metadata cannot be read now is left out (the caller asks again later)."""
         out: dict[str, int] = {}
         for topic in topics:
-            meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            try:
+                meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            except KafkaException as exc:
+                log.warning("partitions of %s unknown for now: %s", topic, exc)
+                continue
             if meta is not None and meta.error is None and meta.partitions:
                 out[topic] = len(meta.partitions)
         return out
