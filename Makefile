@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: setup demo test lint bench clean
 
 # pip shows its own progress on a terminal; elsewhere (CI, logs) it is quiet and one line per step
-# says what is being installed.
-$(STAMP): pyproject.toml
+# says what is being installed. The numerical stack is installed at the versions the suite was
+# checked with (constraints.txt); pyproject.toml keeps the ranges a user's install may take.
+$(STAMP): pyproject.toml constraints.txt
 	@set -e; \
 	if [ -t 1 ]; then quiet=; else quiet=--quiet; fi; \
 	echo "setup [1/4]: creating $(VENV) with $(PYTHON)"; \
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 	echo "setup [3/4]: torch==2.13.0 first, pinned: the CPU wheel, not the registry's CUDA build"; \
 	$(BIN)/pip install $$quiet torch==2.13.0; \
 	echo "setup [4/4]: the project and its test tools (pip install -e '.[dev]'; 2-4 minutes)"; \
-	$(BIN)/pip install $$quiet -e '.[dev]'; \
+	$(BIN)/pip install $$quiet -e '.[dev]' -c constraints.txt; \
 	touch $(STAMP); \
 	echo "setup: done ($(VENV))"
 

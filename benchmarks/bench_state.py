@@ -1,5 +1,5 @@
 """The durable state's costs on this machine, for docs/scaling.md: bytes per source (encoded, on
-disk), memory per cached row, rows persisted / reloaded / restored per second.
+disk), memory per cached row, rows persisted / reloaded / restored per second, the start-up check.
 
     python benchmarks/bench_state.py            # every CRTS light curve (5,757 sources)
     python benchmarks/bench_state.py --quick    # 1,000 sources, no changelog restore
@@ -106,6 +106,14 @@ def main() -> None:
         print(f"reload evicted rows from the store: {len(keys) / dt:,.0f} rows/s")
         rows = list(store.rows())
         state.close()
+        with RocksStore(
+            Path(tmp) / "db"
+        ) as reopened:  # what every start costs: every block read, checked
+            t0 = time.perf_counter()
+            checked = reopened.check()
+            dt = time.perf_counter() - t0
+        print(f"start-up check of the store (every block read and checksummed): {dt:.2f} s for "
+              f"{checked:,} keys, {disk / 1e6 / dt:,.0f} MB/s")  # fmt: skip
 
     if args.quick:
         return

@@ -17,6 +17,11 @@ Back-pressure (broker.backpressure): inference runs in a worker thread; a batch 
 than a second (slow model, full output queue, slow acknowledgements) pauses fetching and keeps
 serving the group. A rebalance during such a wait drops the revoked partitions' part of the batch
 unflushed and unstored, like a lost partition: their new owner redoes it.
+
+Failures (docs/operations.md, "Failure policy"; broker.failures): a bad message is the pipeline's
+dead letter and the stream goes on; the system's faults (outputs or state not durable, the Schema
+Registry away, a refused produce) stop the loop with `DeliveryFailed`, counted, offsets not
+stored; a damaged store is rebuilt from the changelog in place (`_rebuild`).
 """
 
 from __future__ import annotations
@@ -35,12 +40,14 @@ from broker.changelog import Changelog, ChangelogError, ensure_changelogs
 from broker.decode import SchemaRegistryUnavailable, make_decoder
 from broker.durable import DurableState, open_state
 from broker.encode import now_ms
+from broker.failures import DeadLetterLog, DeliveryFailed, close_all
 from broker.features import FeatureCache
 from broker.health import Health, HealthServer, serve
 from broker.kafka import (
     AlertConsumer,
     AlertProducer,
     PartitionId,
+    ProduceError,
     RebalanceHooks,
     Record,
     deliver_then_store,
@@ -52,7 +59,7 @@ from broker.pipeline import BatchResult, Pipeline
 from broker.settings import BrokerSettings
 from broker.state import SourceState
 from broker.state import warm_up as warm_up_state
-from broker.store import StateStoreError
+from broker.store import StateStoreCorrupted, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +68,6 @@ DELIVERY_TIMEOUT_S = 60.0
 OUTAGE_GIVE_UP_S = 60.0  # Schema Registry outage: retry a batch this long, then stop
 PAUSE_AFTER_S = 1.0  # a batch waiting this long pauses fetching (back-pressure)
 RESTORE_STEP_S = 0.5  # state restore work between two polls
-
-
-class DeliveryFailed(RuntimeError):
-    """A batch's outputs were not all acknowledged: its offsets were not stored; stop."""
 
 
 @dataclass
@@ -104,6 +107,7 @@ class App:
         self.metrics_port: int | None = None  # the bound port once serving
         self._server: HealthServer | None = None
         self._hook_error: Exception | None = None
+        self.dead_log = DeadLetterLog()
         self.stats = RunStats()
         self.on_batch = on_batch
         self._stop = threading.Event()
@@ -128,7 +132,9 @@ class App:
         self._model_loaded(self.models.current)
         grid = self.models.current.grid
         warm_up_state(grid)  # the kernels of the first batch, compiled now (after an install)
-        self.state: SourceState = state if state is not None else open_state(settings, grid)
+        self.state: SourceState = (
+            state if state is not None else open_state(settings, grid, on_rebuild=self._rebuilt)
+        )
         if isinstance(self.state, DurableState):
             rows = self.metrics.state_rows
             self.state.on_event = lambda event, n: rows.labels(event=event).inc(n)
@@ -179,6 +185,7 @@ class App:
     # ---------------------------------------------------------------- ownership
 
     def _assigned(self, partitions: list[PartitionId]) -> None:
+        self.pipeline.partitions.clear()  # counts are read again before the next batch
         self.owned.update(partitions)
         self.health.set_assigned(len(self.owned))
         self.state.assign(partitions)
@@ -223,7 +230,10 @@ class App:
         def guarded(partitions: list[PartitionId]) -> None:
             try:
                 hook(partitions)
-            except Exception as exc:
+            except (StateStoreError, ChangelogError) as exc:  # the system's: one line
+                log.error("rebalance hook %s failed: %s", hook.__name__, exc)
+                self._hook_error = exc
+            except Exception as exc:  # a bug: with its traceback
                 log.exception("rebalance hook %s failed", hook.__name__)
                 self._hook_error = exc
 
@@ -258,7 +268,10 @@ class App:
                 self.models.maybe_reload()
                 wait_s = s.batch_wait_ms / 1000
                 if self.state.restoring():
-                    consumer.resume(self.state.restore_step(RESTORE_STEP_S))
+                    try:
+                        consumer.resume(self.state.restore_step(RESTORE_STEP_S))
+                    except StateStoreCorrupted as exc:
+                        self._rebuild(exc, consumer, [])
                     self.metrics.partitions_restoring.set(len(self.state.restoring()))
                     wait_s = 0.0 if self.state.restoring() else wait_s
                 records = consumer.poll_batch(s.batch_size, wait_s)
@@ -274,28 +287,44 @@ class App:
                 consumer.commit()
             except Exception as exc:  # redelivery after a restart, never loss
                 log.warning("final commit failed: %s", exc)
+        except (StateStoreError, ChangelogError) as exc:  # restores, revoke flushes, topics
+            self.metrics.state_store_errors.inc()
+            self.health.fail(f"{type(exc).__name__}: {exc}")
+            raise DeliveryFailed(f"state store or changelog failed ({exc}); offsets of the "
+                                 "batch in hand not stored") from exc  # fmt: skip
         except BaseException as exc:
             self.health.fail(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            try:
-                consumer.close()  # leaves the group (revoke hook, then stored offsets commit)
-            finally:
-                producer.close(timeout_s=DELIVERY_TIMEOUT_S)
-                if reader is not None:
-                    reader.close()
-                self.close()
+            self._close(consumer, producer, reader)
         return self.stats
+
+    def _close(
+        self, consumer: AlertConsumer, producer: AlertProducer, reader: PartitionReader | None
+    ) -> None:
+        """Release the Kafka clients, then the rest (`close_all`: a failing close never hides
+        why the loop stopped)."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("consumer", consumer.close),  # leaves the group (revoke hook, then commit)
+            ("producer", lambda: producer.close(timeout_s=DELIVERY_TIMEOUT_S)),
+        ]
+        if reader is not None:
+            steps.append(("changelog reader", reader.close))
+        steps.append(("state, workers and metrics server", self.close))
+        close_all(steps)
 
     def close(self) -> None:
         """Release the state, worker threads and metrics server (`run` does it when it ends;
         call it when `run` is not called)."""
-        self.flow.close()
-        self.features.close()
-        self.state.close()
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        server, self._server = self._server, None
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("back-pressure worker", self.flow.close),
+            ("feature threads", self.features.close),
+            ("state store", self.state.close),
+        ]
+        if server is not None:
+            steps.append(("metrics server", server.close))
+        close_all(steps)
 
     def serve_metrics(self) -> int:
         """Serve /metrics, /healthz and /readyz on metrics_host:metrics_port (0: any free port)
@@ -307,6 +336,27 @@ class App:
             self.metrics_port = self._server.port
             log.info("metrics and probes on http://%s:%d/", self._server.host, self._server.port)
         return self._server.port
+
+    def _rebuilt(self, when: str) -> None:
+        self.metrics.state_store_rebuilds.labels(when=when).inc()
+
+    def _rebuild(
+        self, exc: StateStoreCorrupted, consumer: AlertConsumer, records: list[Record]
+    ) -> None:
+        """The store turned out damaged while running: set it aside, restore the owned partitions
+        from the changelog (paused meanwhile) and fetch the batch in hand again (its offsets were
+        not stored). Without a changelog: stop (DeliveryFailed)."""
+        if not isinstance(self.state, DurableState) or self.state.changelog is None:
+            self.metrics.state_store_errors.inc()
+            raise DeliveryFailed(f"{exc}; no changelog to rebuild the store from; offsets not "
+                                 "stored") from exc  # fmt: skip
+        owned = sorted(self.owned)
+        self.features.release(owned)
+        self.state.rebuild(owned)
+        self._rebuilt("running")
+        consumer.pause(self.state.restoring())
+        consumer.rewind(records)
+        self.metrics.partitions_restoring.set(len(self.state.restoring()))
 
     def _changelogs(self) -> dict[str, str] | None:
         """The changelog topics (created if missing), once the input topics exist; None if
@@ -328,7 +378,10 @@ class App:
                 return self.pipeline.process(records, ingest)
             except SchemaRegistryUnavailable as exc:
                 if time.monotonic() + delay > deadline:
-                    raise
+                    raise DeliveryFailed(
+                        f"batch of {len(records)} messages: schema registry unavailable for "
+                        f"{OUTAGE_GIVE_UP_S:.0f} s ({exc}); offsets not stored"
+                    ) from exc
                 log.warning("schema registry unavailable, retrying in %.1f s: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(2 * delay, 8.0)
@@ -346,13 +399,29 @@ class App:
         self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
     ) -> None:
         s, m = self.settings, self.metrics
-        result = self.flow.call(lambda: self._process(records))
-        for key, value in result.outputs:
-            producer.produce(s.output_topic, value, key=key)
-        for key, value in result.objects:
-            producer.produce(s.object_topic, value, key=key)
-        for dl_key, dl_value in result.dead_letters:
-            producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
+        unknown = {r.topic for r in records} - set(self.pipeline.partitions)
+        if unknown:  # the key contract depends on them (Pipeline._check_keys)
+            self.pipeline.partitions.update(consumer.partition_counts(unknown))
+        try:
+            result = self.flow.call(lambda: self._process(records))
+        except StateStoreCorrupted as exc:  # nothing produced yet: rebuild, fetch the batch again
+            self._rebuild(exc, consumer, records)
+            return
+        except StateStoreError as exc:  # a read (the store's disk), before anything was produced
+            m.state_store_errors.inc()
+            raise DeliveryFailed(f"batch of {len(records)} messages: state not read ({exc}); "
+                                 "offsets not stored") from exc  # fmt: skip
+        try:
+            for key, value in result.outputs:
+                producer.produce(s.output_topic, value, key=key)
+            for key, value in result.objects:
+                producer.produce(s.object_topic, value, key=key)
+            for dl_key, dl_value in result.dead_letters:
+                producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
+        except ProduceError as exc:  # refused by librdkafka itself (its limits, its config)
+            m.publish_failures.labels(topic=exc.topic).inc()
+            raise DeliveryFailed(f"batch of {len(records)} messages: {exc}; offsets not "
+                                 "stored") from exc  # fmt: skip
         # At-least-once: input offsets are stored only after the batch's state is durable (its
         # changed rows acknowledged on the changelog, then written to the local store) and every
         # output of this batch (and of all before it) is acknowledged; on failure nothing is
@@ -360,6 +429,9 @@ class App:
         # idempotently (it skips points it already holds).
         try:
             self.state.flush({(r.topic, r.partition) for r in records} & self.owned)
+        except StateStoreCorrupted as exc:  # outputs queued: redone after the rebuild (duplicates)
+            self._rebuild(exc, consumer, records)
+            return
         except (ChangelogError, StateStoreError) as exc:
             m.state_store_errors.inc()
             raise DeliveryFailed(f"batch of {len(records)} messages: state not persisted "
@@ -398,6 +470,8 @@ class App:
             )
         for topic, n in r.unknown.items():
             m.source_bands_unknown.labels(topic=topic).inc(n)
+        for (topic, reason), n in r.dead_reasons.items():
+            self.dead_log.add(topic, reason, n)
         for (survey, reason), n in r.dropped_detections.items():
             m.detections_dropped.labels(survey=survey, reason=reason).inc(n)
         for (survey, fallback), n in r.photometry_fallbacks.items():
@@ -416,6 +490,8 @@ class App:
         if r.model is not None and r.model.kind == "hybrid":
             m.feature_refreshes.inc(r.features_refreshed)
             m.feature_refresh_deferred.inc(r.features_deferred)
+            for reason, n in r.feature_failures.items():
+                m.feature_failures.labels(reason=reason).inc(n)
             for seconds in r.feature_seconds:
                 m.feature_refresh_seconds.observe(seconds)
             m.feature_stale_outputs.labels(kind="stale").inc(r.stale_outputs)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from broker.kafka import AlertProducer, Delivery, Record
+from broker.kafka import AlertProducer, Delivery, ProduceError, Record
 from broker.kafka_admin import PartitionReader, create_topics, topic_partitions, wait_for_topics
 from broker.settings import BrokerSettings
 from broker.state import PartitionId
@@ -123,10 +123,13 @@ class Changelog:
 
             return cb
 
-        for part, key, value in records:
-            self.producer.produce(
-                self.topics[part[0]], value, key=key, partition=part[1], on_delivery=on(part)
-            )
+        try:
+            for part, key, value in records:
+                self.producer.produce(
+                    self.topics[part[0]], value, key=key, partition=part[1], on_delivery=on(part)
+                )
+        except ProduceError as exc:  # those already queued are delivered or fail on their own
+            raise ChangelogError(f"changelog record of {len(value)} bytes refused: {exc}") from exc
         self._wait(lambda: pending[0], "changelog records")
         if failed:
             raise ChangelogError(f"{len(failed)} changelog records failed: {failed[0].error}")
@@ -135,9 +138,13 @@ class Changelog:
     def end_marker(self, part: PartitionId) -> int:
         """Append an end marker to the partition's changelog; returns its offset."""
         got: list[Delivery] = []
-        self.producer.produce(
-            self.topics[part[0]], None, key=MARKER_KEY, partition=part[1], on_delivery=got.append
-        )
+        try:
+            self.producer.produce(
+                self.topics[part[0]], None, key=MARKER_KEY, partition=part[1],
+                on_delivery=got.append,
+            )  # fmt: skip
+        except ProduceError as exc:
+            raise ChangelogError(f"end marker of {part}: {exc}") from exc
         self._wait(lambda: 1 - len(got), "changelog end marker")
         if got[0].error is not None:
             raise ChangelogError(f"end marker of {part}: {got[0].error}")

@@ -382,12 +382,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from broker.health import MetricsAddressError
     from broker.kafka import KafkaFatalError
     from broker.startup import StartupError, check_kafka, run_topics
+    from broker.store import StateStoreError
 
     settings = _run_settings(args)
     if sys.stderr.isatty():
         print("dmdt-broker run: loading the model and the dmdt kernels (the first run after an "
               "install compiles the kernels: up to a minute)", file=sys.stderr)  # fmt: skip
-    app = App(settings)  # the model loads (or fails with the artifact's own message)
+    try:
+        app = App(settings)  # the model loads (or fails with the artifact's own message)
+    except StateStoreError as exc:  # locked by another consumer, unreadable, damaged
+        print(f"dmdt-broker run: cannot start: {exc}", file=sys.stderr)
+        return 1
     try:
         app.serve_metrics()
     except MetricsAddressError as exc:

@@ -68,6 +68,7 @@ from broker.registry import (
     local_registry,
     rubin_local_schema,
 )
+from broker.sanity import check_header, check_points
 
 __all__ = [
     "DECODER_NAMES",
@@ -185,8 +186,12 @@ def _alerts(
             raise DecodeError("invalid_value", f"{name} {coord}")
     if not any(p.n or p.dropped.total() for p, _ in choices.values()):
         raise DecodeError("empty_lightcurve", f"no detection in alert {alert_id}")
+    check_header(survey, source_id, alert_time, ra, dec)  # ids, time window (broker.sanity)
     out = []
     for band, (p, other) in choices.items():
+        for points in (p, other):
+            if points is not None:  # physical ranges per survey (broker.sanity)
+                check_points(survey, band, np.stack([points.t, points.m, points.err]))
         alert = DecodedAlert(
             alert_id, source_id, survey, band, ra, dec, alert_time, p.t, p.m, p.err, label,
             p.kind, p.dropped, p.fallbacks, other,
@@ -389,6 +394,9 @@ class ZtfDecoder:
         for band, columns in bands.columns().items():
             _check_finite(band, time=columns[0], magnitude=columns[1], error=columns[2])
             _check_error(band, columns[2])
+            # magpsf itself too: a negative difference of absurd magnitude would otherwise
+            # vanish into its reference's flux
+            check_points("ztf", band, np.stack([columns[0] - JD_MINUS_MJD, *columns[1:3]]))
             total, difference = ztf_points(columns, forced_columns.get(band))
             if ztf_proposal(columns) == TOTAL:
                 choices[band] = (total, difference)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +36,8 @@ from broker.photometry import TOTAL
 from broker.state import MemoryState, PartitionId, SourceKey, SourceState
 from broker.store import (
     RocksStore,
+    StateStoreCorrupted,
+    StateStoreError,
     decode_key,
     decode_row,
     encode_key,
@@ -42,8 +45,10 @@ from broker.store import (
     row_photometry,
     row_points,
     row_rank,
+    set_aside,
     store_path,
 )
+from dmdt.engine import MAX_POINTS
 from dmdt.grids import Grid
 from dmdt.table import HistogramTable
 
@@ -54,6 +59,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTORE_CHUNK = 2000  # changelog records per read while restoring
+
+
+MAX_KEY_BYTES = 256  # a row's changelog key: source id (<= 128) + NUL + band (<= 16), broker.sanity
+RECORD_MARGIN = 1024  # below the producer's limit, for what the codec may add later
+DEFAULT_RECORD_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+
+
+def max_row_points(grid: Grid, record_bytes: int = DEFAULT_RECORD_BYTES) -> int:
+    """Most points a row may hold so that its changelog record (row and key) fits under the
+    producer's ``record_bytes`` (message.max.bytes); at most the kernels' MAX_POINTS. Read off the
+    row codec itself: the size of an empty row plus the bytes of one point."""
+
+    def size(n: int) -> int:
+        t = np.arange(n, dtype=np.float64)
+        counts = np.zeros(grid.shape, np.int32)
+        row: dict[str, np.ndarray] = {"t": t, "m": t, "err": t, "counts": counts}
+        return len(encode_row(row, grid))
+
+    empty, per_point = size(0), size(1) - size(0)
+    room = record_bytes - MAX_KEY_BYTES - RECORD_MARGIN - empty
+    return max(0, min(MAX_POINTS, room // per_point))
 
 
 class DurableState:
@@ -67,7 +93,11 @@ class DurableState:
         *,
         cache_rows: int = 100_000,
         on_event: Callable[[str, int], None] | None = None,
+        record_bytes: int = DEFAULT_RECORD_BYTES,
     ) -> None:
+        # the per-source cap: a row must fit in one changelog record (the pipeline dead-letters
+        # alerts that would take a source past it, as source_full)
+        self.max_points = max_row_points(grid, record_bytes)
         self.grid = grid
         self.store = store
         self.changelog = changelog
@@ -343,14 +373,74 @@ class DurableState:
         self.store.write(latest.items(), {part: applied})
         self._event("restored", len(latest))
 
+    def rebuild(self, partitions: Iterable[PartitionId]) -> Path:
+        """The store is damaged (found on a read or a write): set it aside, start an empty one
+        and restore these partitions (the owned ones) from the changelog; their rows in memory
+        are dropped, dirty ones too (the caller fetches the batch in hand again). Returns where
+        the damaged store went. StateStoreError without a changelog: nothing to rebuild from."""
+        parts = list(partitions)
+        if self.changelog is None:
+            raise StateStoreError(f"the state store {self.store.path} is damaged and there is no "
+                                  "changelog to rebuild it from")  # fmt: skip
+        self.release(parts)
+        self._prefetched.clear()
+        path, sync = self.store.path, self.store.sync
+        try:
+            self.store.close()
+        except StateStoreError as exc:
+            log.warning("closing the damaged store: %s", exc)
+        aside = set_aside(path)
+        self.store = RocksStore(path, sync=sync)
+        self.assign(parts)
+        log.error("state store %s damaged: moved to %s; restoring %d partitions from the "
+                  "changelog", path, aside, len(parts))  # fmt: skip
+        return aside
+
     def close(self) -> None:
         """Close the store (rows in memory are all flushed by then, or redelivered)."""
         self.store.close()
 
 
-def open_state(settings: BrokerSettings, grid: Grid) -> SourceState:
-    """The state the settings ask for: `DurableState` in the state dir, or `MemoryState`."""
+def open_store(
+    path: Path, *, sync: bool, rebuildable: bool, on_rebuild: Callable[[str], None] | None = None
+) -> RocksStore:
+    """Open a consumer's store and read it all once, verifying every block (corruption found now
+    costs a rebuild before the first batch, not a crash at the first unlucky read). A damaged
+    store is set aside and replaced by an empty one when ``rebuildable`` (a changelog holds every
+    row: the restores that follow each assignment refill it from offset 0), else refused."""
+    try:
+        store = RocksStore(path, sync=sync)
+        try:
+            store.check()
+        except StateStoreCorrupted:
+            store.close()
+            raise
+        return store
+    except StateStoreCorrupted as exc:
+        if not rebuildable:
+            raise StateStoreCorrupted(
+                f"{exc}; with DMDT_STATE_CHANGELOG=false there is no changelog to rebuild it "
+                f"from: move {path} aside to start with an empty state (its sources' histograms "
+                "start again) or restore it from a backup"
+            ) from exc
+        aside = set_aside(path)
+        log.error("state store damaged (%s): moved to %s; the partitions will be restored from "
+                  "the changelog", exc, aside)  # fmt: skip
+        if on_rebuild is not None:
+            on_rebuild("start")
+        return RocksStore(path, sync=sync)
+
+
+def open_state(
+    settings: BrokerSettings, grid: Grid, on_rebuild: Callable[[str], None] | None = None
+) -> SourceState:
+    """The state the settings ask for: `DurableState` in the state dir (checked; a damaged store
+    is rebuilt when there is a changelog, ``on_rebuild("start")`` is called), or `MemoryState`."""
     if settings.state_store == "memory":
         return MemoryState(grid)
-    store = RocksStore(store_path(settings.state_dir, settings.group_id), sync=settings.state_sync)
-    return DurableState(grid, store, cache_rows=settings.state_cache_rows)
+    store = open_store(
+        store_path(settings.state_dir, settings.group_id), sync=settings.state_sync,
+        rebuildable=settings.state_changelog, on_rebuild=on_rebuild,
+    )  # fmt: skip
+    limit = int(settings.kafka_config().get("message.max.bytes", DEFAULT_RECORD_BYTES))
+    return DurableState(grid, store, cache_rows=settings.state_cache_rows, record_bytes=limit)

@@ -21,6 +21,11 @@ from broker.registry import local_registry
 
 BROKER_NAME = "dmdt-broker"
 MAX_ERROR_CHARS = 2000
+# A dead letter keeps at most this much of the message value and key (their sizes are recorded),
+# so that with the error text (at most 8 kB) it always fits under librdkafka's default
+# message.max.bytes (1,000,000), whatever arrived: tests/test_dead_letters.py.
+MAX_DEAD_LETTER_RAW = 512 * 1024
+MAX_DEAD_LETTER_KEY = 1024
 UNKNOWN = "unknown"  # thresholded_class of a record whose top probability is below min_probability
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
@@ -202,13 +207,24 @@ class DeadLetter:
     timestamp: int  # epoch ms, when dead-lettered
     message_timestamp: int | None = None  # epoch ms, Kafka timestamp of the original
     broker_version: str = __version__
+    raw_size: int | None = None  # bytes of the original value (raw may be its prefix); read only
+    key_size: int | None = None  # bytes of the original key (key may be its prefix); read only
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The Kafka key of a message's dead letter: its own key, at most MAX_DEAD_LETTER_KEY bytes."""
+    return None if key is None else key[:MAX_DEAD_LETTER_KEY]
 
 
 def encode_dead_letter(d: DeadLetter, schema_dir: Path = SCHEMA_DIR) -> bytes:
-    """Encode a dead letter (key it like the original message); the error is truncated."""
+    """Encode a dead letter (key it with `dead_letter_key`): raw and key are cut to their first
+    MAX_DEAD_LETTER_RAW / MAX_DEAD_LETTER_KEY bytes (their sizes recorded), the error to
+    MAX_ERROR_CHARS characters, so that the record always fits under the producer's limit."""
     record = {
-        "raw": d.raw,
-        "key": d.key,
+        "raw": None if d.raw is None else d.raw[:MAX_DEAD_LETTER_RAW],
+        "raw_size": None if d.raw is None else len(d.raw),
+        "key": dead_letter_key(d.key),
+        "key_size": None if d.key is None else len(d.key),
         "topic": d.topic,
         "partition": d.partition,
         "offset": d.offset,
@@ -237,4 +253,6 @@ def decode_dead_letter(data: bytes, schema_dir: Path = SCHEMA_DIR) -> DeadLetter
         timestamp=_ms(r["timestamp"]),  # type: ignore[arg-type]
         message_timestamp=_ms(r["message_timestamp"]),
         broker_version=r["broker_version"],
+        raw_size=r["raw_size"],
+        key_size=r["key_size"],
     )

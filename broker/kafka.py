@@ -34,6 +34,31 @@ class KafkaFatalError(RuntimeError):
     """librdkafka reported a fatal error: the client is unusable and must be recreated."""
 
 
+class ProduceError(RuntimeError):
+    """librdkafka refused to queue a message (too large, unknown partition, bad argument):
+    ``code`` is its error name, e.g. MSG_SIZE_TOO_LARGE."""
+
+    def __init__(self, topic: str, code: str, message: str) -> None:
+        super().__init__(f"cannot produce to {topic}: {code}: {message}")
+        self.topic = topic
+        self.code = code
+
+
+def new_client(factory: Callable[[dict[str, Any]], Any], conf: dict[str, Any]) -> Any:
+    """A librdkafka client; a configuration librdkafka refuses (an unknown property, a bad
+    value) is a ValueError naming the property, with no other configuration value in it."""
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ValueError(
+            f"invalid Kafka client configuration: {err.str()} (see DMDT_KAFKA_EXTRA and the "
+            "DMDT_* Kafka settings)"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One consumed message, as plain values."""
@@ -92,7 +117,7 @@ class AlertConsumer:
         conf = consumer_config(settings, group_id=group_id, overrides=overrides)
         conf["error_cb"] = self._on_error
         self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
-        self._consumer = Consumer(conf)
+        self._consumer = new_client(Consumer, conf)
         self._paused: set[PartitionId] = set()  # paused by the app (e.g. restoring state)
         self._holding = False  # keepalive: every partition paused while the app waits
         self._held: list[Record] = []  # records a keepalive poll returned, served first
@@ -212,6 +237,19 @@ class AlertConsumer:
             )
         return out
 
+    def rewind(self, records: Iterable[Record]) -> None:
+        """Fetch these records again: each owned partition among them goes back to the first of
+        their offsets (none of them was stored), also past records a keepalive held."""
+        first: dict[PartitionId, int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            first[key] = min(first.get(key, r.offset), r.offset)
+        self._held = [r for r in self._held if (r.topic, r.partition) not in first]
+        owned = set(self.assignment())
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in owned:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
     def store(self, records: Iterable[Record]) -> None:
         """Mark records as done: the next commit resumes after the highest offset per partition.
 
@@ -252,6 +290,20 @@ class AlertConsumer:
             for tp in self._consumer.committed(tps, timeout=timeout_s)
         }
 
+    def partition_counts(self, topics: Iterable[str], timeout_s: float = 5.0) -> dict[str, int]:
+        """Partitions of each of these topics that exists (cluster metadata); a topic whose
+        metadata cannot be read now is left out (the caller asks again later)."""
+        out: dict[str, int] = {}
+        for topic in topics:
+            try:
+                meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            except KafkaException as exc:
+                log.warning("partitions of %s unknown for now: %s", topic, exc)
+                continue
+            if meta is not None and meta.error is None and meta.partitions:
+                out[topic] = len(meta.partitions)
+        return out
+
     def assignment(self) -> list[PartitionId]:
         """Partitions this consumer owns now."""
         return _ids(self._consumer.assignment())
@@ -287,7 +339,7 @@ class AlertProducer:
         self.on_full: Callable[[], None] | None = None  # called while produce waits for room
         conf = producer_config(settings, overrides=overrides)
         conf["error_cb"] = self._on_error
-        self._producer = Producer(conf)
+        self._producer = new_client(Producer, conf)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -309,7 +361,8 @@ class AlertProducer:
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
         """Queue one message (to ``partition``, else the key's); when the local queue is full,
-        serve deliveries (and `on_full`) until it has room."""
+        serve deliveries (and `on_full`) until it has room. Raises ProduceError when librdkafka
+        refuses the message itself (MSG_SIZE_TOO_LARGE, ...)."""
         self._check_fatal()
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -335,6 +388,9 @@ class AlertProducer:
                 self._check_fatal()
                 if self.on_full is not None:
                     self.on_full()
+            except KafkaException as exc:
+                err = exc.args[0]
+                raise ProduceError(topic, err.name(), err.str()) from exc
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Serve delivery callbacks; returns how many were served."""

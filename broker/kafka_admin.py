@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from broker.kafka import KafkaFatalError, Record
+from broker.kafka import KafkaFatalError, Record, new_client
 from broker.kafka_conf import _for_role, _render
 from broker.settings import BrokerSettings
 
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def _admin(settings: BrokerSettings, overrides: Mapping[str, Any] | None) -> AdminClient:
-    return AdminClient(_for_role({**settings.kafka_config(), **(overrides or {})}, "admin"))
+    conf = _for_role({**settings.kafka_config(), **(overrides or {})}, "admin")
+    return cast(AdminClient, new_client(AdminClient, conf))
 
 
 class ClusterUnavailable(RuntimeError):
@@ -210,7 +211,7 @@ class PartitionReader:
                     "enable.partition.eof": False}  # fmt: skip
         conf = _render(settings, defaults, {}, overrides, "consumer")
         conf["group.id"] = f"{conf.get('group.id') or settings.group_id}-restore"  # never joined
-        self._consumer = Consumer(conf)
+        self._consumer = new_client(Consumer, conf)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Read ``topic[partition]`` from ``offset`` on (the earliest kept one if it is gone)."""

@@ -140,6 +140,14 @@ class BrokerMetrics:
         self.state_store_errors = counter(
             "state_store_errors", "Failed reads or writes of the durable state store"
         )
+        self.state_store_rebuilds = counter(
+            "state_store_rebuilds",
+            "Damaged state stores set aside and rebuilt from the changelog, found when the store "
+            "was opened (start) or by a read or write while running (running)",
+            ["when"],
+        )
+        for when in ("start", "running"):
+            self.state_store_rebuilds.labels(when=when)
         self.state_rows = counter(
             "state_rows",
             "Durable state rows by event: persisted (store + changelog), loaded (from the "
@@ -164,6 +172,13 @@ class BrokerMetrics:
         self.feature_refresh_deferred = counter(
             "feature_refresh_deferred",
             "Feature refreshes due but left to a later batch: the batch's budget was spent",
+        )
+        self.feature_failures = counter(
+            "feature_failures",
+            "Feature refreshes refused or failed, by reason: baseline (a history too long for a "
+            "period search) or failed (the feature code raised); the source is classified "
+            "without features (hybrid models)",
+            ["reason"],
         )
         self.feature_cache_size = gauge(
             "feature_cache_size", "Sources whose feature vector is held (hybrid models)"

@@ -22,8 +22,6 @@ hot reload included, and a reload may switch from one kind to the other on the s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -81,7 +79,7 @@ class ServedModel:
     def of_hybrid(
         cls, model: FeatureModel, content_hash: str, min_points: int | None = None
     ) -> ServedModel:
-        """Identity of a hybrid model (its name and version; the hash of its directory)."""
+        """Identity of a hybrid model (its name and version; the content hash of its files)."""
         trained = model.min_points
         return cls(
             classifier=model,
@@ -105,21 +103,6 @@ def is_hybrid_dir(path: str | os.PathLike[str]) -> bool:
     if not (Path(path) / "model.json").is_file():
         return False
     return bool(hybrid_module().is_hybrid_model(path))
-
-
-def directory_hash(path: str | os.PathLike[str]) -> str:
-    """A hybrid model's content hash: its MANIFEST.json's (verified by the load), else sha256
-    over the directory's files (relative names and contents, sorted)."""
-    root = Path(path)
-    try:
-        return str(json.loads((root / "MANIFEST.json").read_text())["content_hash"])
-    except (FileNotFoundError, KeyError, TypeError, ValueError):
-        pass
-    digest = hashlib.sha256()
-    for item in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f"\n{item.relative_to(root).as_posix()}:".encode())
-        digest.update(hashlib.sha256(item.read_bytes()).digest())
-    return digest.hexdigest()
 
 
 def warm_up(served: ServedModel) -> None:
@@ -180,8 +163,8 @@ class ModelSource:
 
     def _load(self, path: Path) -> ServedModel:
         if is_hybrid_dir(path):
-            model = hybrid_module().HybridClassifier.load(path)
-            served = ServedModel.of_hybrid(model, directory_hash(path), self.min_points)
+            model = hybrid_module().HybridClassifier.load(path)  # verified, hash computed
+            served = ServedModel.of_hybrid(model, model.content_hash, self.min_points)
         else:
             clf = Classifier.from_checkpoint(path, self.device)
             served = ServedModel.of(clf, self.min_points)

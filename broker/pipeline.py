@@ -3,7 +3,10 @@
 Steps per batch, each timed for the metrics:
 
 1. decode every message with its topic's decoder; a message that fails becomes a dead letter
-   (raw bytes, origin, reason) and the rest of the batch goes on; ``strict`` raises instead;
+   (raw bytes, origin, reason) and the rest of the batch goes on; ``strict`` raises instead; so
+   does a message keyed by something else than its source id on a topic of several partitions
+   (``bad_key``), or one that would take a source past the state's cap on points
+   (``source_full``);
 2. choose each alert's points: the kind of light curve (broker.photometry: total or difference)
    its state already holds, or, for a new source, the kind the alert proposes, which the state
    then keeps; a row written by the decoders before 0.2 (LEGACY) is replaced at its next ZTF or
@@ -35,7 +38,15 @@ from typing import Protocol
 import numpy as np
 
 from broker.decode import DecodedAlert, DecodeError, Decoder, SchemaRegistryUnavailable
-from broker.encode import UNKNOWN, DeadLetter, encode_dead_letter, now_ms, threshold_class
+from broker.encode import (
+    UNKNOWN,
+    DeadLetter,
+    dead_letter_key,
+    encode_dead_letter,
+    now_ms,
+    threshold_class,
+)
+from broker.feature_guard import GuardedFeatures
 from broker.features import FeatureCache
 from broker.models import ServedModel
 from broker.outputs import ClassificationWriter
@@ -50,6 +61,8 @@ KIND_UNAVAILABLE = "kind_unavailable"  # the alert has no points of the kind its
 # decoders whose light curves changed meaning in 0.2 (difference -> total magnitudes): a LEGACY
 # row of their sources is replaced, not extended
 UPGRADED_DECODERS = frozenset({"ztf", "rubin"})
+SOURCE_FULL = "source_full"  # the message would take a source past the state's cap on points
+BAD_KEY = "bad_key"  # keyed by something else than its source id, on a topic of several partitions
 
 
 class Message(Protocol):
@@ -105,6 +118,7 @@ class BatchResult:
     feature_seconds: list[float] = field(default_factory=list)  # per refresh
     stale_outputs: int = 0  # outputs whose features are older than their n_points
     missing_outputs: int = 0  # outputs of sources with no features yet (NaN vector)
+    feature_failures: Counter[str] = field(default_factory=Counter)  # refreshes refused, by reason
 
 
 class Pipeline:
@@ -133,6 +147,9 @@ class Pipeline:
         self.strict = strict
         self.clock_ms = clock_ms
         self._writers: dict[str, ClassificationWriter] = {}
+        # partitions per input topic (the app fills it in): on a topic with more than one, or an
+        # unknown number, a message must be keyed by its source id (`_check_keys`)
+        self.partitions: dict[str, int] = {}
 
     def writer(self, served: ServedModel) -> ClassificationWriter:
         """The record writer of a model (one per model version, kept)."""
@@ -161,7 +178,7 @@ class Pipeline:
             timestamp=now,
             message_timestamp=msg.timestamp_ms,
         )
-        out.dead_letters.append((msg.key, encode_dead_letter(letter)))
+        out.dead_letters.append((dead_letter_key(msg.key), encode_dead_letter(letter)))
         out.dead_reasons[(msg.topic, reason)] += 1
 
     def _fail(self, msg: Message, error: str) -> StrictModeError:
@@ -199,6 +216,40 @@ class Pipeline:
             origin.extend([i] * len(got))
         return alerts, origin
 
+    def _check_keys(
+        self,
+        messages: Sequence[Message],
+        alerts: list[DecodedAlert],
+        origin: list[int],
+        out: BatchResult,
+    ) -> tuple[list[DecodedAlert], list[int]]:
+        """Reject the messages, on topics of several partitions, whose key is not the source id
+        of each of their alerts (the producer contract: a source's alerts must all reach one
+        partition, or two consumers would keep two diverging histories of it)."""
+        bad: dict[int, str] = {}
+        for a, i in zip(alerts, origin, strict=True):
+            msg = messages[i]
+            if i not in bad and self.partitions.get(msg.topic) != 1:
+                if msg.key != a.source_id.encode():
+                    bad[i] = a.source_id
+        if not bad:
+            return alerts, origin
+        now = self.clock_ms()
+        for i, source_id in sorted(bad.items()):
+            msg = messages[i]
+            n = self.partitions.get(msg.topic)
+            key = "null" if msg.key is None else repr(msg.key[:40])
+            error = (
+                f"key {key} is not the source id {source_id!r} and {msg.topic} has "
+                f"{n if n else 'an unknown number of'} partitions: key every message by its "
+                "source id, or its source may be split over two consumers"
+            )
+            if self.strict:
+                raise self._fail(msg, error)
+            self._reject(out, msg, self.decoders[msg.topic].name, BAD_KEY, error, now)
+        kept = [(a, i) for a, i in zip(alerts, origin, strict=True) if i not in bad]
+        return [a for a, _ in kept], [i for _, i in kept]
+
     def _check_capacity(
         self,
         messages: Sequence[Message],
@@ -206,24 +257,28 @@ class Pipeline:
         origin: list[int],
         out: BatchResult,
     ) -> tuple[list[DecodedAlert], list[int]]:
-        """Reject the messages whose source would pass MAX_POINTS (an upper bound: held + sent)."""
+        """Reject the messages whose source would pass the per-source cap (the kernels' MAX_POINTS,
+        or less: a durable row must fit in one changelog record); an upper bound, held + sent.
+        The source keeps the exact histogram of the points it holds; the rejected alert is a
+        dead letter (source_full), counted."""
+        cap = min(MAX_POINTS, self.state.max_points)
         sent: dict[SourceKey, int] = {}
-        for a in alerts:
+        for a in alerts:  # the larger of the kinds the alert offers: the source keeps one
             key = (a.source_id, a.band)
-            sent[key] = sent.get(key, 0) + a.n
+            sent[key] = sent.get(key, 0) + max(a.n, a.other.n if a.other is not None else 0)
         keys = list(sent)
         worst = self.state.held(keys) + np.fromiter(sent.values(), np.int64, len(keys))
-        full = {k for k, w in zip(keys, worst.tolist(), strict=True) if w > MAX_POINTS}
+        full = {k for k, w in zip(keys, worst.tolist(), strict=True) if w > cap}
         if not full:
             return alerts, origin
         bad = {i for a, i in zip(alerts, origin, strict=True) if (a.source_id, a.band) in full}
         now = self.clock_ms()
         for i in sorted(bad):
             msg = messages[i]
-            error = f"a source of this message would hold over {MAX_POINTS} points"
+            error = f"a source of this message would hold over {cap} points, the cap per source"
             if self.strict:
                 raise self._fail(msg, error)
-            self._reject(out, msg, self.decoders[msg.topic].name, "too_large", error, now)
+            self._reject(out, msg, self.decoders[msg.topic].name, SOURCE_FULL, error, now)
         kept = [(a, i) for a, i in zip(alerts, origin, strict=True) if i not in bad]
         return [a for a, _ in kept], [i for _, i in kept]
 
@@ -275,6 +330,7 @@ class Pipeline:
 
         t0 = time.perf_counter()
         alerts, origin = self._decode(messages, out)
+        alerts, origin = self._check_keys(messages, alerts, origin, out)
         alerts, origin = self._check_capacity(messages, alerts, origin, out)
         out.alerts = len(alerts)
         alerts, origin, chosen = self._choose_points(messages, alerts, origin, out)
@@ -309,10 +365,12 @@ class Pipeline:
             probs = np.zeros((0, len(served.classes)))
         else:
             at = first[ready].tolist()  # an alert of each ready source: its key and partition
+            guarded = GuardedFeatures(clf)  # a history no period search takes stops nothing
             found = self.features.lookup(
-                clf, [keys[i] for i in at], [parts[i] for i in at], n_points[ready],
+                guarded, [keys[i] for i in at], [parts[i] for i in at], n_points[ready],
                 self.state.history,
             )  # fmt: skip
+            out.feature_failures = guarded.failures
             out.features_refreshed, out.features_deferred = found.refreshed, found.deferred
             out.features_s, out.feature_seconds = found.refresh_s, found.durations
             feature_points = np.zeros_like(n_points)

@@ -1,8 +1,10 @@
 """One frozen settings object for the broker, read from the environment (prefix DMDT_) and flags.
 
 `KAFKA_BOOTSTRAP` is honoured as the bootstrap servers when DMDT_BOOTSTRAP_SERVERS is unset.
-Secrets are `SecretStr`: they never appear in repr, str or logs; `kafka_config()` is the one place
-that renders librdkafka's dotted keys, and only its return value carries the password.
+Secrets are `SecretStr` (the SASL password, and the passthrough's credential keys): they never
+appear in repr, str or logs; `kafka_config()` is the one place that renders librdkafka's dotted
+keys, and only its return value carries them. No validation error prints the values it was given
+(`hide_input_in_errors`, and the parsers name a bad entry by its position).
 """
 
 from __future__ import annotations
@@ -30,14 +32,26 @@ _SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.se
 
 
 def _pairs(text: str, sep: str, what: str) -> dict[str, str]:
-    """Parse 'a<sep>b,c<sep>d' (whitespace ignored) into a dict."""
+    """Parse 'a<sep>b,c<sep>d' (whitespace ignored) into a dict. An error names the entry by its
+    position, never by its text: it may hold a secret."""
     out: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    for n, item in enumerate(filter(None, (part.strip() for part in text.split(","))), 1):
         key, found, value = item.partition(sep)
         if not found or not key.strip() or not value.strip():
-            raise ValueError(f"bad {what} entry {item!r}: expected KEY{sep}VALUE")
+            raise ValueError(f"bad {what} entry number {n}: expected KEY{sep}VALUE")
         out[key.strip()] = value.strip()
     return out
+
+
+def _hide(key: str, value: str | SecretStr) -> str | SecretStr:
+    """A passthrough value as SecretStr when its key is a credential."""
+    return (
+        SecretStr(str(value)) if key in _SECRET_KEYS and not isinstance(value, SecretStr) else value
+    )
+
+
+def _shown(value: str | SecretStr) -> str:
+    return "**********" if isinstance(value, SecretStr) else value
 
 
 class BrokerSettings(BaseSettings):
@@ -49,6 +63,7 @@ class BrokerSettings(BaseSettings):
         extra="forbid",
         populate_by_name=True,
         protected_namespaces=(),
+        hide_input_in_errors=True,  # a validation error never prints what was given (secrets)
     )
 
     bootstrap_servers: str = Field(
@@ -65,7 +80,8 @@ class BrokerSettings(BaseSettings):
     # Passthrough librdkafka keys, e.g. DMDT_KAFKA_EXTRA='socket.keepalive.enable=true,
     # linger.ms=20' or a JSON object; applied to every client that knows the key (by
     # librdkafka's scope table: broker.kafka_conf.property_scopes), after the keys above.
-    kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # The values of credential keys (sasl.password, ssl.key.password, ...) are held as SecretStr.
+    kafka_extra: Annotated[dict[str, str | SecretStr], NoDecode] = Field(default_factory=dict)
     client_id: str = "dmdt-broker"
     # How long a command waits at start for the cluster to answer before it gives up (exit 3).
     connect_timeout_s: float = Field(default=30.0, gt=0, le=3600)
@@ -126,10 +142,17 @@ class BrokerSettings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("{"):
-                return {str(k): str(v) for k, v in json.loads(text).items()}
-            return _pairs(text, "=", "kafka_extra")
+                try:
+                    value = json.loads(text)
+                except ValueError:  # json's message quotes no input; say less anyway
+                    raise ValueError("kafka_extra is not a valid JSON object") from None
+                if not isinstance(value, dict):
+                    raise ValueError("kafka_extra is not a valid JSON object")
+            else:
+                value = _pairs(text, "=", "kafka_extra")
         if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
+            return {str(k): _hide(str(k), v if isinstance(v, SecretStr) else str(v))
+                    for k, v in value.items()}  # fmt: skip
         return value
 
     @field_validator("input_topics", mode="before")
@@ -180,19 +203,13 @@ class BrokerSettings(BaseSettings):
             conf["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_ca_location is not None:
             conf["ssl.ca.location"] = str(self.ssl_ca_location)
-        conf.update(self.kafka_extra)
+        conf.update({k: v.get_secret_value() if isinstance(v, SecretStr) else v
+                     for k, v in self.kafka_extra.items()})  # fmt: skip
         if redact:
             conf = {k: "**********" if k in _SECRET_KEYS else v for k, v in conf.items()}
         return conf
 
     @field_serializer("kafka_extra")
-    def _dump_extra(self, value: dict[str, str]) -> dict[str, str]:
+    def _dump_extra(self, value: dict[str, str | SecretStr]) -> dict[str, str]:
         """model_dump / model_dump_json mask passthrough secrets, as SecretStr fields are."""
-        return {k: "**********" if k in _SECRET_KEYS else v for k, v in value.items()}
-
-    def __repr_args__(self) -> Any:
-        """Hide passthrough secrets too (SecretStr fields already print as stars)."""
-        for name, value in super().__repr_args__():
-            if name == "kafka_extra" and isinstance(value, dict):
-                value = {k: "**********" if k in _SECRET_KEYS else v for k, v in value.items()}
-            yield name, value
+        return {k: _shown(v) for k, v in value.items()}

@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from broker.photometry import TOTAL
+from dmdt.engine import MAX_POINTS
 from dmdt.grids import Grid
 from dmdt.table import HistogramTable
 
@@ -32,6 +33,7 @@ class SourceState(Protocol):
     """What the pipeline needs from a state store."""
 
     grid: Grid
+    max_points: int  # most distinct points a source may hold (the pipeline's per-source cap)
 
     def __len__(self) -> int: ...
 
@@ -101,6 +103,7 @@ class MemoryState:
 
     def __init__(self, grid: Grid, rows: int = 4096, points: int = 1 << 20) -> None:
         self.grid = grid
+        self.max_points = MAX_POINTS
         self.table = HistogramTable(grid, rows=rows, points=points)
         self._kind: dict[Hashable, str] = {}
         self._owner: dict[Hashable, PartitionId] = {}

@@ -28,14 +28,16 @@ offset this store has applied, int64).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-from rocksdict import DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import DBCompressionType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from broker.photometry import DIFFERENCE, LEGACY, TOTAL
 from broker.state import PartitionId, SourceKey
@@ -57,6 +59,35 @@ _ROW, _META = b"r", b"m"
 
 class StateStoreError(RuntimeError):
     """The durable store could not be opened, read or written, or holds an unreadable row."""
+
+
+class StateStoreCorrupted(StateStoreError):
+    """RocksDB found the store's files damaged (a block checksum mismatch, a bad CURRENT or
+    MANIFEST file): the store must be set aside and rebuilt from the changelog."""
+
+
+_DAMAGE = ("Corruption", "checksum mismatch", "MANIFEST")
+_LOCKED = ("LOCK", "lock hold", "No locks available", "Resource temporarily unavailable")
+
+
+def _failure(what: str, exc: Exception) -> StateStoreError:
+    """A rocksdict error (a plain Exception) as StateStoreCorrupted when RocksDB reports damage."""
+    text = str(exc)
+    if any(mark in text for mark in _DAMAGE):
+        return StateStoreCorrupted(f"{what}: {text}")
+    return StateStoreError(f"{what}: {text}")
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged store out of the way, to ``<path>.damaged`` (replacing an older one there);
+    returns where it went. Kept for inspection; delete it when it is no longer wanted."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    if aside.exists():
+        shutil.rmtree(aside)
+    if path.exists():
+        os.replace(path, aside)
+    return aside
 
 
 # ---------------------------------------------------------------- codec
@@ -201,12 +232,23 @@ class RocksStore:
         opts.set_write_buffer_size(32 << 20)
         opts.set_max_write_buffer_number(2)
         opts.set_keep_log_file_num(2)
+        self.sync = sync
         try:
             self._rdict: Rdict | None = Rdict(str(self.path), opts)
         except Exception as exc:  # rocksdict raises plain Exception
+            text = str(exc)
+            if any(mark in text for mark in _LOCKED):
+                raise StateStoreError(
+                    f"cannot open the state store {self.path}: it is locked by another process "
+                    f"({text}); each consumer needs its own DMDT_STATE_DIR"
+                ) from exc
+            failure = _failure(f"cannot open the state store {self.path}", exc)
+            if isinstance(failure, StateStoreCorrupted):
+                raise StateStoreCorrupted(
+                    f"the state store {self.path} is damaged: {text}"
+                ) from exc
             raise StateStoreError(
-                f"cannot open the state store {self.path}: {exc} (each consumer needs its own "
-                "DMDT_STATE_DIR)"
+                f"{failure} (is DMDT_STATE_DIR writable, its disk not full?)"
             ) from exc
         self._wopts = WriteOptions()
         self._wopts.sync = sync
@@ -224,7 +266,7 @@ class RocksStore:
         try:
             return list(self._db.get([_ROW + encode_key(k) for k in keys]))  # type: ignore[arg-type]
         except Exception as exc:
-            raise StateStoreError(f"state store read failed: {exc}") from exc
+            raise _failure("state store read failed", exc) from exc
 
     def write(
         self,
@@ -244,12 +286,37 @@ class RocksStore:
         try:
             self._db.write(batch, self._wopts)
         except Exception as exc:
-            raise StateStoreError(f"state store write failed: {exc}") from exc
+            raise _failure("state store write failed", exc) from exc
         return size
+
+    def check(self) -> int:
+        """Read every block of the store and verify its checksum (done when a consumer opens its
+        store); returns the number of keys. Raises StateStoreCorrupted."""
+        opts = ReadOptions()
+        opts.set_verify_checksums(True)
+        opts.fill_cache(False)  # type: ignore[call-arg]  # a bulk scan: keep the cache for the stream
+        it = self._db.iter(opts)
+        n, error = 0, None
+        try:
+            it.seek_to_first()
+            while it.valid():
+                n += 1
+                it.next()
+            it.status()  # raises when the scan stopped on an unreadable block
+        except Exception as exc:
+            error = exc
+        finally:
+            del it  # a live iterator keeps the database (and its lock) open after close()
+        if error is not None:
+            raise _failure(f"state store {self.path} check failed after {n} keys", error)
+        return n
 
     def applied(self, part: PartitionId) -> int | None:
         """The next changelog offset of this partition the store reflects (None: never restored)."""
-        value = self._db.get(_meta_key(part))
+        try:
+            value = self._db.get(_meta_key(part))
+        except Exception as exc:
+            raise _failure("state store read failed", exc) from exc
         return None if value is None else int(_OFFSET.unpack(value)[0])
 
     def rows(self) -> Iterable[tuple[SourceKey, bytes]]:
@@ -259,9 +326,13 @@ class RocksStore:
         while it.valid():
             key = it.key()
             if not key.startswith(_ROW):
-                break
+                return
             yield decode_key(key[1:]), it.value()
             it.next()
+        try:
+            it.status()  # a scan that stopped on an unreadable block is not the end
+        except Exception as exc:
+            raise _failure("state store scan failed", exc) from exc
 
     def disk_bytes(self) -> int:
         """Bytes of the store's files on disk (SST, WAL, manifest)."""
@@ -272,10 +343,14 @@ class RocksStore:
         self._db.flush()
 
     def close(self) -> None:
-        """Release the store (and its lock)."""
+        """Release the store (and its lock); StateStoreError if RocksDB reports a failure (a write
+        that failed before, e.g. on a full disk), the store released all the same."""
         if self._rdict is not None:
-            self._rdict.close()
-            self._rdict = None
+            rdict, self._rdict = self._rdict, None
+            try:
+                rdict.close()
+            except Exception as exc:  # rocksdict raises plain Exception
+                raise StateStoreError(f"closing the state store {self.path}: {exc}") from exc
 
     def __enter__(self) -> RocksStore:
         return self

@@ -7,7 +7,8 @@ A model directory holds three files, and nothing else is needed to rebuild the m
     MANIFEST.json   sha256 of each file and the content hash over both (the model's identity)
 
 ``load_model`` recomputes the hashes and refuses an artifact whose files do not match its
-manifest (`ArtifactError`), so a truncated copy or a hand-edited config never serves alerts.
+manifest (`ArtifactError`), so a truncated copy or a hand-edited config never serves alerts; the
+manifest's rules are `dmdt.manifest`'s, the same for hybrid models.
 
 A registry is a directory of published versions, ``<registry>/<version>/``, and a ``CURRENT``
 file naming the one to serve. Both the copy and the pointer flip are atomic renames, so a broker
@@ -16,7 +17,6 @@ that reads ``CURRENT`` between batches sees either the old model or the new one,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -31,23 +31,19 @@ import torch
 
 from dmdt import __version__
 from dmdt.grids import Grid
+from dmdt.manifest import MANIFEST_FILE, ArtifactError, read_manifest, write_manifest
 from dmdt.nets import NetConfig, build_net
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
-MANIFEST_FILE = "MANIFEST.json"
 CURRENT_FILE = "CURRENT"
 FORMAT = "dmdt-model/1"
-HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # in this order, into the content hash
+HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # the files a model is made of (dmdt.manifest.FORMATS)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 MODEL_DIR_ENV = "DMDT_MODEL_DIR"
 DEFAULT_MIN_POINTS = 20  # for artifacts that do not record it (dmdt.datasets' default)
-
-
-class ArtifactError(RuntimeError):
-    """A model directory or registry is missing, incomplete, corrupted or inconsistent."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,22 +80,6 @@ def resolve_model_dir(path_or_name: str | os.PathLike[str] = "default") -> Path:
         assert current is not None
         return current
     return path
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _content_hash(file_hashes: Mapping[str, str]) -> str:
-    """sha256 over the named per-file hashes, in HASHED_FILES order (names included)."""
-    digest = hashlib.sha256(FORMAT.encode())
-    for name in HASHED_FILES:
-        digest.update(f"\n{name}:{file_hashes[name]}".encode())
-    return digest.hexdigest()
 
 
 def _temp_path(folder: Path, name: str) -> Path:
@@ -163,49 +143,25 @@ def save_model(
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     _write_atomic(out / MODEL_FILE, lambda fh: torch.save(state, fh))
     _write_atomic(out / CONFIG_FILE, lambda fh: fh.write(_json_bytes(config)))
-    file_hashes = {name: _sha256_file(out / name) for name in HASHED_FILES}
-    manifest = {
-        "format": FORMAT,
-        "files": file_hashes,
-        "content_hash": _content_hash(file_hashes),
-    }
-    _write_atomic(out / MANIFEST_FILE, lambda fh: fh.write(_json_bytes(manifest)))
+    write_manifest(out, FORMAT, HASHED_FILES)
     return load_model(out)
 
 
 def verify(path_or_name: str | os.PathLike[str] = "default") -> str:
-    """Check a model directory against its manifest; return its content hash."""
-    path = resolve_model_dir(path_or_name)
-    if not path.is_dir():
-        raise ArtifactError(f"model directory {path} does not exist")
-    for name in (*HASHED_FILES, MANIFEST_FILE):
-        if not (path / name).is_file():
-            raise ArtifactError(f"model directory {path} has no {name}: not a model artifact")
-    try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-        recorded = {name: manifest["files"][name] for name in HASHED_FILES}
-        content_hash = manifest["content_hash"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{path / MANIFEST_FILE} is unreadable: {exc!r}") from exc
-    for name in HASHED_FILES:
-        actual = _sha256_file(path / name)
-        if actual != recorded[name]:
-            raise ArtifactError(
-                f"{path / name} does not match {MANIFEST_FILE} (sha256 {actual[:12]}... != "
-                f"recorded {str(recorded[name])[:12]}...): the artifact was modified or "
-                "corrupted; refusing to load it"
-            )
-    if _content_hash(recorded) != content_hash:
-        raise ArtifactError(f"{path / MANIFEST_FILE}: content_hash does not match its file hashes")
-    return str(content_hash)
+    """Check a model directory against its manifest (`dmdt.manifest`); return its content hash."""
+    manifest = read_manifest(resolve_model_dir(path_or_name), FORMAT)
+    manifest.require(HASHED_FILES)
+    return manifest.content_hash
 
 
 def load_model(path_or_name: str | os.PathLike[str] = "default") -> LoadedModel:
     """Load and verify a model directory (``default``, a path, or a registry's CURRENT)."""
     path = resolve_model_dir(path_or_name)
-    content_hash = verify(path)
+    manifest = read_manifest(path, FORMAT)
+    manifest.require(HASHED_FILES)
+    content_hash = manifest.content_hash
     try:
-        config = json.loads((path / CONFIG_FILE).read_text())
+        config = json.loads(manifest.path(CONFIG_FILE).read_text())
         if config.get("format") != FORMAT:
             raise ArtifactError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
         net_config = NetConfig.from_dict(config["net"])
@@ -216,7 +172,7 @@ def load_model(path_or_name: str | os.PathLike[str] = "default") -> LoadedModel:
     if len(classes) != net_config.n_classes or grid.shape != tuple(net_config.input_shape):
         raise ArtifactError(f"{path / CONFIG_FILE}: classes or grid disagree with the net config")
     try:
-        state = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
+        state = torch.load(manifest.path(MODEL_FILE), map_location="cpu", weights_only=True)
         net = build_net(net_config)
         net.load_state_dict(state)
     except Exception as exc:  # pickle, zip and shape errors all mean the same thing here

@@ -13,13 +13,14 @@ then each view's periodic features side by side, and each view's boosters see th
 A model directory holds ``model.json`` (kind ``hybrid``: classes, grid, views, feature names and
 version, the design, training record and metrics) and LightGBM boosters as text (``gbm_<i>.txt``,
 view by view).
-``MANIFEST.json`` records their sha256; :meth:`HybridClassifier.load` refuses a directory whose
-files do not match it.
+``MANIFEST.json`` records their sha256 (`dmdt.manifest`, the same rules as a CNN's):
+:meth:`HybridClassifier.load` reads only files it lists, refuses a directory whose files do not
+match it or whose booster names leave the folder, and computes the content hash (the model's
+identity) from the files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -33,12 +34,12 @@ from dmdt import periodic
 from dmdt.engine import normalize
 from dmdt.grids import Grid, get_grid
 from dmdt.lightcurves import LightCurve, clean
+from dmdt.manifest import MANIFEST_FILE, ArtifactError, read_manifest, write_manifest
 from dmdt.views import VIEWS
 
 KIND = "hybrid"
 FORMAT = "dmdt-hybrid/1"
 CONFIG_FILE = "model.json"
-MANIFEST_FILE = "MANIFEST.json"
 IMAGE_MODES = ("none", "flat")  # what of the dmdt image goes into the boosters, beside features
 MIN_VIEW_POINTS = 10  # a view (other than the curve) with fewer points gets NaN features
 
@@ -64,10 +65,6 @@ def is_hybrid_model(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass
 class HybridClassifier:
     """Boosters over ``[features, image columns]``; probabilities averaged over the boosters
@@ -86,6 +83,7 @@ class HybridClassifier:
     metrics: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0  # probabilities ~ p ** (1 / T): fitted out-of-fold (calibration)
     version: str = "unsaved"
+    content_hash: str = ""  # sha256 identity of the model directory, set by save and load
 
     def __post_init__(self) -> None:
         if self.image_mode not in IMAGE_MODES:
@@ -228,11 +226,9 @@ class HybridClassifier:
         for name, booster in zip(config["boosters"], self.boosters, strict=True):
             (out / name).write_text(booster.model_to_string())
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
-        files = {n: _sha256(out / n) for n in (*config["boosters"], CONFIG_FILE)}
-        content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-        manifest = {"format": FORMAT, "files": files, "content_hash": content}
-        (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-        self.version = f"{self.name}-{content[:12]}"
+        manifest = write_manifest(out, FORMAT, (*config["boosters"], CONFIG_FILE))
+        self.content_hash = manifest.content_hash
+        self.version = f"{self.name}-{manifest.content_hash[:12]}"
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HybridClassifier:
@@ -241,17 +237,19 @@ class HybridClassifier:
 
         folder = Path(path)
         if not is_hybrid_model(folder):
-            raise ValueError(
+            raise ArtifactError(
                 f"{folder} is not a hybrid model directory (no model.json kind hybrid)"
             )
-        manifest = json.loads((folder / MANIFEST_FILE).read_text())
-        for name, digest in manifest["files"].items():
-            if _sha256(folder / name) != digest:
-                raise ValueError(f"{folder / name} does not match {MANIFEST_FILE}: refusing it")
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        manifest = read_manifest(folder, FORMAT)
+        config = json.loads(manifest.path(CONFIG_FILE).read_text())
         if config.get("format") != FORMAT:
-            raise ValueError(f"{folder}: format {config.get('format')!r}, expected {FORMAT!r}")
-        boosters = [lgb.Booster(model_str=(folder / n).read_text()) for n in config["boosters"]]
+            raise ArtifactError(f"{folder}: format {config.get('format')!r}, expected {FORMAT!r}")
+        names = config.get("boosters")
+        if not isinstance(names, list):
+            raise ArtifactError(f"{folder / CONFIG_FILE}: boosters is not a list of file names")
+        paths = [manifest.path(n) for n in names]  # listed, inside the folder
+        manifest.require([CONFIG_FILE, *names])
+        boosters = [lgb.Booster(model_str=p.read_text()) for p in paths]
         model = cls(
             name=config["name"],
             classes=[str(c) for c in config["classes"]],
@@ -266,7 +264,8 @@ class HybridClassifier:
             metrics=config.get("metrics", {}),
             temperature=float(config.get("temperature", 1.0)),
         )
-        model.version = f"{model.name}-{manifest['content_hash'][:12]}"
+        model.content_hash = manifest.content_hash  # computed from the files, never declared
+        model.version = f"{model.name}-{manifest.content_hash[:12]}"
         return model
 
 

@@ -23,10 +23,10 @@ Checks: for every source the last published classification has n_points equal to
 point count and probabilities equal to offline `Classifier.classify_lightcurves` of the whole
 (truncated) curve (what `dmdt-train predict` does); every alert but a source's first (one point:
 nothing to classify) has an output record; no dead letter; the state rebuilt from the changelog
-into an empty store equals `dmdt.engine.counts` of every curve. Then the same replay is appended
-again and the same four consumers run it: no changelog row is written (no histogram changed) and
-every output of the second run carries the full point count. Then all four get SIGTERM and exit 0,
-and the group has committed every input offset of both runs.
+into an empty store equals the plain numpy dmdt counts (`dmdt.reference`) of every curve. Then
+the same replay is appended again and the same four consumers run it: no changelog row is written
+(no histogram changed) and every output of the second run carries the full point count. Then all
+four get SIGTERM and exit 0, and the group has committed every input offset of both runs.
 
 Exit status 0 when every check passes. --json writes the figures.
 """
@@ -61,10 +61,10 @@ from broker.replay_plan import select_sources  # noqa: E402
 from broker.settings import BrokerSettings  # noqa: E402
 from broker.store import RocksStore, decode_row  # noqa: E402
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name  # noqa: E402
-from dmdt import engine  # noqa: E402
 from dmdt.classify import Classifier  # noqa: E402
 from dmdt.grids import get_grid  # noqa: E402
 from dmdt.lightcurves import LightCurve  # noqa: E402
+from dmdt.reference import numpy_counts  # noqa: E402
 
 MIN_POINTS = 2  # classify from the second point on, so (almost) every alert has an output
 
@@ -372,15 +372,16 @@ def check_outputs(
 
 
 def wrong_histograms(rows: dict[Any, Any], curves: list[LightCurve]) -> int:
-    """Rebuilt rows that differ from the offline dmdt counts of their source's distinct points
-    (a missing row, or a row of anything else, counts too)."""
+    """Rebuilt rows that differ from the dmdt counts of their source's distinct points, computed
+    by the plain numpy reference (`dmdt.reference`, not the engine); a missing row, or a row of
+    anything else, counts too."""
     wrong = abs(len(rows) - len(curves))
     for lc in curves:
         row = rows.get((lc.source_id, "V"))
         if (
             row is None
             or not np.array_equal(row["t"], lc.t)
-            or not np.array_equal(row["counts"], engine.counts(lc.t, lc.m))
+            or not np.array_equal(row["counts"], numpy_counts(lc.t, lc.m, get_grid()))
         ):
             wrong += 1
     return wrong

@@ -80,7 +80,8 @@ def state_after(alerts: list[tuple[dict[str, Any], bytes]]) -> tuple[MemoryState
     state = MemoryState(model.grid)
     p = Pipeline({"ztf": make_decoder("ztf")}, state, lambda: model)
     dropped: Counter[str] = Counter()
-    records = [Record("ztf", 0, i, None, m, None) for i, (_, m) in enumerate(alerts)]
+    records = [Record("ztf", 0, i, r["objectId"].encode(), m, None)
+               for i, (r, m) in enumerate(alerts)]  # fmt: skip
     for start in range(0, len(records), 100):
         result = p.process(records[start : start + 100])
         for (_, reason), n in result.dropped_detections.items():

@@ -229,7 +229,7 @@ def test_ztf_hostile_containers() -> None:
         ],
     }
     record = {
-        "objectId": "ZTF18x",
+        "objectId": "ZTF18aaaaaaa",
         "candid": 1,
         "prv_candidates": [],
         "candidate": {"jd": 2458312.5, "fid": 1, "magpsf": 18.0, "sigmapsf": 0.1},

@@ -12,26 +12,12 @@ from hypothesis import strategies as st
 
 from dmdt import engine
 from dmdt.grids import PRESETS, custom_grid, get_grid
+from dmdt.reference import numpy_counts
 
 UNALIGNED = custom_grid(
     np.geomspace(0.003, 3000.0, 19), [-4.1, -1.33, -0.7, -0.21, 0.0, 0.05, 0.6, 1.7, 3.9]
 )
 GRIDS = [*PRESETS.values(), UNALIGNED]
-
-
-def numpy_counts(t: np.ndarray, m: np.ndarray, grid) -> np.ndarray:
-    """Reference: every pair i<j of the time-sorted curve, binned by searchsorted."""
-    order = np.argsort(t, kind="stable")
-    t, m = np.asarray(t)[order], np.asarray(m)[order]
-    i, j = np.triu_indices(t.size, k=1)
-    dt, dm = t[j] - t[i], m[j] - m[i]
-    ok = (dt >= grid.dt_edges[0]) & (dt < grid.dt_edges[-1])
-    ok &= (dm >= grid.dm_edges[0]) & (dm < grid.dm_edges[-1])
-    kt = np.searchsorted(grid.dt_edges, dt[ok], side="right") - 1
-    km = np.searchsorted(grid.dm_edges, dm[ok], side="right") - 1
-    out = np.zeros(grid.shape, dtype=np.int64)
-    np.add.at(out, (kt, km), 1)
-    return out
 
 
 def oracle(t: np.ndarray, m: np.ndarray, grid) -> np.ndarray:

@@ -7,6 +7,7 @@ nothing); the last test runs a real, tiny HybridClassifier when dmdt.hybrid is i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -42,6 +43,7 @@ class FakeHybrid:
     def __init__(self, version: str = "fake-1", features_version: int = 1, grid: str = "") -> None:
         self.name = "fake-hybrid"
         self.version = version
+        self.content_hash = hashlib.sha256(version.encode()).hexdigest()  # a loader computes it
         self.classes = list(CLASSES)
         self.grid = get_grid(grid or None)
         self.min_points = 20

@@ -14,6 +14,7 @@ from dmdt import periodic
 from dmdt.classify import lightcurve_counts
 from dmdt.hybrid import HybridClassifier, is_hybrid_model
 from dmdt.lightcurves import LightCurve, clean, read_crts_csv
+from dmdt.manifest import ArtifactError
 from trainer import data
 from trainer.hybrid_fit import HybridOptions, HybridPredictor, fit_hybrid
 
@@ -95,7 +96,7 @@ def test_save_load_round_trip_gives_identical_probabilities(
     # a changed weight file is refused
     booster = out / json.loads((out / "model.json").read_text())["boosters"][0]
     booster.write_text(booster.read_text().replace("Tree=0", "Tree=0 ", 1))
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ArtifactError, match="does not match"):
         HybridClassifier.load(out)
     model.save(out)  # restore for the other tests
 

@@ -193,10 +193,11 @@ def test_a_source_keeps_the_kind_it_started_with(served: ServedModel) -> None:
     assert alert.photometry == "difference"
     key = (record["objectId"], alert.band)
 
+    oid = record["objectId"].encode()  # messages keyed by their source id (the contract)
     p = pipeline(served)
-    r1 = p.process([Record("ztf", 0, 0, None, first, None)])
+    r1 = p.process([Record("ztf", 0, 0, oid, first, None)])
     held = p.state.n_points(p.state.table.rows([key], create=False))[0]
-    r2 = p.process([Record("ztf", 0, 1, None, second, None)])
+    r2 = p.process([Record("ztf", 0, 1, oid, second, None)])
     assert p.state.photometry([key]) == ["total"]
     assert p.state.n_points(p.state.table.rows([key], create=False))[0] == held  # all far
     n_detections = alert.n + alert.dropped.total()  # every detection of the band: all far
@@ -204,8 +205,8 @@ def test_a_source_keeps_the_kind_it_started_with(served: ServedModel) -> None:
     assert {decode_classification(v).photometry for _, v in r1.outputs + r2.outputs} == {"total"}
 
     p = pipeline(served)  # the other order: the source starts as a transient and stays one
-    p.process([Record("ztf", 0, 0, None, second, None)])
-    p.process([Record("ztf", 0, 1, None, first, None)])
+    p.process([Record("ztf", 0, 0, oid, second, None)])
+    p.process([Record("ztf", 0, 1, oid, first, None)])
     assert p.state.photometry([key]) == ["difference"]
     t, _, _ = p.state.history(key)
     positive = {d["jd"] - JD0 for d in [record["candidate"], *record["prv_candidates"]]
@@ -280,8 +281,8 @@ def test_rubin_negative_differences_are_measurements(rubin_file: Path, served: S
     detections = [alert["diaSource"], *alert["prvDiaSources"]]
     negative = [d for d in detections if d["psfFlux"] < 0]
     assert len(negative) >= 250  # 251 of 346 in lsst.v10_0 sample of March 2026
-    p.process([Record("rubin", 0, 0, None, message, None)])
     source = str(alert["diaSource"]["diaObjectId"])
+    p.process([Record("rubin", 0, 0, source.encode(), message, None)])
     for band in {d["band"] for d in detections}:
         assert p.state.photometry([(source, band)]) == ["total"]
         t, _, _ = p.state.history((source, band))
@@ -355,9 +356,9 @@ def test_rows_of_the_old_decoders_are_replaced_once(tmp_path: Path, served: Serv
     lc = encode_lightcurve_alert(DecodedAlert(
         1, "crts-1", "crts", "V", None, None, 50003.0, np.array([50003.0]), np.array([18.1]),
         np.array([0.1])))  # fmt: skip
-    result = p.process(
-        [Record("ztf", 0, 0, None, message, None), Record("lc", 0, 1, None, lc, None)]
-    )
+    oid = record["objectId"].encode()  # messages keyed by their source id (the contract)
+    both = [Record("ztf", 0, 0, oid, message, None), Record("lc", 0, 1, b"crts-1", lc, None)]
+    result = p.process(both)
     assert result.rows_reset == 1
     t, m, _ = state.history(ztf_key)
     times, first = np.unique(alert.t, return_index=True)  # an exposure's repeated detection
@@ -366,7 +367,7 @@ def test_rows_of_the_old_decoders_are_replaced_once(tmp_path: Path, served: Serv
     assert state.history(("crts-1", "V"))[0].tolist() == [*old_t.tolist(), 50003.0]
     assert state.photometry([ztf_key, ("crts-1", "V")]) == ["total", "total"]
     state.flush([("ztf", 0), ("lc", 0)])
-    again = p.process([Record("ztf", 0, 2, None, message, None)])  # redelivered
+    again = p.process([Record("ztf", 0, 2, oid, message, None)])  # redelivered
     assert again.rows_reset == 0
     state.close()
     reopened = DurableState(grid, RocksStore(tmp_path / "rocksdb"))

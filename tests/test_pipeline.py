@@ -33,11 +33,11 @@ from broker.models import ModelSource, ServedModel
 from broker.outputs import ClassificationWriter
 from broker.pipeline import BatchResult, Pipeline, StrictModeError
 from broker.state import MemoryState
-from dmdt import engine
 from dmdt.artifact import CURRENT_FILE, publish, save_model
 from dmdt.classify import Classifier
 from dmdt.grids import get_grid
 from dmdt.nets import NetConfig, build_net
+from dmdt.reference import numpy_counts
 
 N_SOURCES = 6
 
@@ -119,7 +119,7 @@ def test_replayed_crts_equals_offline_classification(model_dir, records, batch) 
         assert seen[sid] == sorted(seen[sid])
         assert seen[sid][-1] == len(lc)
         np.testing.assert_array_equal(
-            state.counts(state.table.rows([(sid, "V")]))[0], engine.counts(lc.t, lc.m)
+            state.counts(state.table.rows([(sid, "V")]))[0], numpy_counts(lc.t, lc.m, state.grid)
         )
     offline = served.classifier.classify_lightcurves(list(curves.values()))
     for sid, probs in zip(offline.source_ids, offline.probabilities, strict=True):
@@ -135,7 +135,7 @@ def test_history_repeats_do_not_count_twice(model_dir, tmp_path) -> None:
     for lc in crts_curves(3):
         rows = state.table.rows([(lc.source_id, "V")])
         assert state.n_points(rows)[0] == len(lc)
-        np.testing.assert_array_equal(state.counts(rows)[0], engine.counts(lc.t, lc.m))
+        np.testing.assert_array_equal(state.counts(rows)[0], numpy_counts(lc.t, lc.m, state.grid))
 
 
 def _bad_messages() -> list[tuple[bytes | None, str]]:
@@ -215,7 +215,7 @@ def test_min_points_and_capacity(model_dir, records, monkeypatch) -> None:
     result = p.process(records[300:2000])
     letters = [decode_dead_letter(v) for _, v in result.dead_letters]
     assert letters
-    assert {d.reason for d in letters} == {"too_large"}
+    assert {d.reason for d in letters} == {"source_full"}
     assert all(c.n_points <= 25 for c in map(decode_classification, (v for _, v in result.outputs)))
 
 

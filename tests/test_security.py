@@ -178,3 +178,60 @@ def test_model_dump_masks_passthrough_secrets():
     assert "hunter2-key" not in s.model_dump_json()
     assert s.model_dump()["kafka_extra"]["linger.ms"] == "5"
     assert s.kafka_config()["ssl.key.password"] == "hunter2-key"  # the one place it is rendered
+
+
+PLANTED = "Planted-pw-4b9e1c"
+BAD_CONFIGURATIONS = {
+    "SASL without a mechanism": {
+        "DMDT_SECURITY_PROTOCOL": "SASL_SSL",
+        "DMDT_SASL_PASSWORD": PLANTED,
+    },
+    "passthrough entry without '='": {"DMDT_KAFKA_EXTRA": f"linger.ms=5,sasl.password:{PLANTED}"},
+    "passthrough JSON cut short": {"DMDT_KAFKA_EXTRA": f'{{"sasl.password": "{PLANTED}"'},
+    "another setting invalid": {"DMDT_SASL_PASSWORD": PLANTED, "DMDT_BATCH_SIZE": "0"},
+    "a guarantee key overridden": {
+        "DMDT_KAFKA_EXTRA": f"sasl.password={PLANTED},enable.idempotence=false,acks=1"
+    },
+    "an unknown librdkafka key": {
+        "DMDT_KAFKA_EXTRA": f"sasl.password={PLANTED},no.such.property=1",
+        "DMDT_SASL_PASSWORD": PLANTED,
+    },
+    "registry URL with credentials, wrong scheme": {
+        "DMDT_SCHEMA_REGISTRY_URL": f"ftp://user:{PLANTED}@registry.example.org"
+    },
+    "unknown security protocol": {
+        "DMDT_SECURITY_PROTOCOL": "SASL_SSLX",
+        "DMDT_SASL_PASSWORD": PLANTED,
+        "DMDT_SASL_MECHANISM": "PLAIN",
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_bad_configurations_never_print_the_password(command: str, tmp_path: Path) -> None:
+    """`dmdt-broker run` and `replay` (to Kafka: it builds the settings) with each bad
+    configuration above: they fail, and nothing they print holds the planted password."""
+    model = tiny_model(tmp_path / "model")
+    base = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DMDT_", "KAFKA_"))},
+        "DMDT_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing listens
+        "DMDT_MODEL": str(model.path),
+        "DMDT_DEVICE": "cpu",
+        "DMDT_METRICS_PORT": "0",
+        "DMDT_STATE_DIR": str(tmp_path / "state"),
+    }
+    args = {
+        "run": ["-v", "run"],
+        "replay": ["-v", "replay", "tests/data/crts", "--topic", "t", "--as-fast-as-possible"],
+    }[command]
+    repo = Path(__file__).resolve().parent.parent
+    for name, env in BAD_CONFIGURATIONS.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "broker.cli", *args], env={**base, **env}, cwd=repo,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        printed = done.stdout + done.stderr
+        assert done.returncode != 0, f"{command} with {name} did not fail:\n{printed[-2000:]}"
+        assert PLANTED not in printed, f"{command} with {name} printed the password"
+        assert "dmdt-broker" in printed, printed[-2000:]  # it said something
