@@ -42,6 +42,7 @@ HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # in this order, into the content hash
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+PAPER_CNN_DIR = REPO_ROOT / "models" / "paper-cnn"  # the paper's CNN, for the CRTS cadence
 MODEL_DIR_ENV = "DMDT_MODEL_DIR"
 DEFAULT_MIN_POINTS = 20  # for artifacts that do not record it (dmdt.datasets' default)
 

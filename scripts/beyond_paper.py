@@ -54,7 +54,7 @@ SPECS = (
          f"LightGBM, {N} periodic features (v3), {SMALL}"),
     Spec("gbm_v3_dmdt_7", "7", "periodic_v3+dmdt", "gbm_small",
          f"LightGBM, {N} periodic features + 528 dmdt pixels, {SMALL}"),
-    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/default setup)"),
+    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/paper-cnn setup)"),
     Spec("stack_v3_dmdt_cnn_7", "7", "periodic_v3+dmdt+cnn", "gbm_small",
          f"LightGBM, {N} periodic features + dmdt pixels + dmdt CNN probabilities (stacked)"),
     Spec("mlp_v3_7", "7", "periodic_v3", "mlp", f"MLP (torch), {N} periodic features, 3 seeds"),
@@ -582,7 +582,7 @@ SUMMARY_ROWS = (  # the rows a reader wants first, and what each stands for
      " 2P, P/2; LightGBM"),
     ("gbm_views_7", "the most accurate model shipped (models/hybrid-views-7)"),
     ("gbm_v4_7", "the cheaper model shipped (models/hybrid-7)"),
-    ("cnn_shallow_7", "the paper's shallow dmdt CNN (models/default)"),
+    ("cnn_shallow_7", "the paper's shallow dmdt CNN (models/paper-cnn)"),
     ("rf_paper18_7", "the paper's baseline: random forest on 18 features"),
 )  # fmt: skip
 
@@ -643,7 +643,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
         " (one file per model, one entry per part; rerun to resume or refresh).",
         "",
         "Split: 20% of each class held out first (stratified, seed 0; for the seven classes this"
-        " is the held-out set of `dmdt-train fit --seed 0` and models/default), then 5 stratified"
+        " is the held-out set of `dmdt-train fit --seed 0` and models/paper-cnn), then 5 stratified"
         " folds (seed 0) of the rest; fold ids per source id in `folds_7.json` and `folds_16.json`."
         " Fold columns: mean ± std over the folds run (train on 4 folds, score the 5th);"
         " held-out: train on all 5 folds, score the held-out part. Features: wall ms per light"

@@ -185,6 +185,7 @@ def test_published_to_a_registry_and_hot_reloaded(tmp_path: Path, records: list)
     assert manifest["content_hash"] == record["content_hash"]
 
 
+@pytest.mark.slow
 def test_fit_net_cli_trains_scores_and_loads(tmp_path: Path) -> None:
     """``dmdt-train fit-net`` on 40 synthetic curves a class (sinusoids and sawtooths), with
     nightly copies; then ``evaluate`` and ``predict`` take the model like any other."""
@@ -222,8 +223,43 @@ def test_fit_net_cli_trains_scores_and_loads(tmp_path: Path) -> None:
     assert result["accuracy"] == pytest.approx(config["metrics"]["accuracy"])
     assert main(["predict", str(out), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().count("\n") == 81
+    registry = tmp_path / "registry"
+    assert main(["publish", str(out), "--registry", str(registry)]) == 0
+    assert (registry / CURRENT_FILE).read_text().strip() == BranchNetClassifier.load(out).version
     # the same command gives the same weights
     assert main([*argv[:5], str(tmp_path / "again"), *argv[6:]]) == 0
     first = json.loads((out / "MANIFEST.json").read_text())["files"]["weights.pt"]
     assert json.loads((tmp_path / "again" / "MANIFEST.json").read_text())["files"]["weights.pt"] \
         == first  # fmt: skip
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_default_is_the_cadence_trained_branch_net() -> None:
+    served = ModelSource("default", "cpu").current
+    assert served.kind == "hybrid"  # served through the feature path
+    model = served.classifier
+    assert isinstance(model, BranchNetClassifier)
+    assert model.classes == ["EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV"]
+    options = model.training["options"]
+    assert options["augmentation"]["cadences"] == ["nightly", "ztf", "rubin"]
+    assert options["augmentation"]["history_cuts"] == [20, 30, 50, 75, 100, 150, 200, 300]
+    assert model.features_version == periodic.FEATURES_VERSION
+    card = (REPO / "models/default/README.md").read_text()
+    assert model.version in card
+    assert f"{model.metrics['accuracy']:.3f}" in card
+
+
+@pytest.mark.slow
+def test_evaluate_default_reproduces_its_held_out_record(tmp_path: Path) -> None:
+    """``dmdt-train evaluate default crts`` scores the held-out ids the model records (features
+    computed afresh) and gets the accuracy saved at training."""
+    from trainer.cli import main
+
+    assert main(["evaluate", "default", "crts", "--json", str(tmp_path / "e.json")]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    recorded = json.loads((REPO / "models/default/model.json").read_text())["metrics"]
+    assert result["n"] == 1048
+    # equal here; other hardware may compute a borderline feature or weight a little apart
+    assert result["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.005)

@@ -41,20 +41,25 @@ EROS_BANDS = ("B", "R")
 
 
 def model_kind(path: str | Path) -> str:
-    """``cnn``, ``hybrid`` or ``branchnet``: what kind of model directory ``path`` holds."""
+    """``cnn``, ``hybrid`` or ``branchnet``: what kind of model directory ``path`` (or
+    ``default``) holds."""
+    from dmdt.artifact import resolve_model_dir
     from dmdt.feature_models import feature_model_kind
 
-    return feature_model_kind(path) or "cnn"
+    return feature_model_kind(resolve_model_dir(path)) or "cnn"
 
 
 def load(path: str | Path) -> Any:
-    """A model directory on CPU: a dmdt.classify.Classifier or a feature model."""
+    """A model directory (or ``default``) on CPU: a dmdt.classify.Classifier or a feature
+    model."""
+    from dmdt.artifact import resolve_model_dir
     from dmdt.classify import Classifier
     from dmdt.feature_models import load_feature_model
 
-    if model_kind(path) == "cnn":
-        return Classifier.from_checkpoint(path, "cpu")
-    return load_feature_model(path, "cpu")
+    folder = resolve_model_dir(path)
+    if model_kind(folder) == "cnn":
+        return Classifier.from_checkpoint(folder, "cpu")
+    return load_feature_model(folder, "cpu")
 
 
 @dataclass
@@ -143,6 +148,9 @@ def score_crts(model: Any, curves: Curves, test: np.ndarray) -> dict[str, Any]:
         result.pop("classes")
         result["too_short"] = int((~ok).sum())
         result["median_points"] = float(np.median(sizes))
+        hit = np.full(test.size, "-")  # per test curve: 1 right, 0 wrong, - too short
+        hit[ok] = np.where(probs.argmax(axis=1) == y[ok], "1", "0")
+        result["right"] = "".join(hit.tolist())
         out[name] = result
     return out
 
@@ -197,3 +205,23 @@ def measure_model(path: str | Path, curves: Curves) -> dict[str, Any]:
 def cadence_mean(scores: dict[str, Any], key: str = "accuracy") -> float:
     """The mean of ``key`` over the cadences of one part's :func:`score_crts`."""
     return float(np.mean([scores[c][key] for c in cadence.CADENCES]))
+
+
+def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], draws: int = 2000) -> dict[str, float]:
+    """The difference a - b of the accuracy averaged over the cadences, on the same curves
+    (:func:`score_crts`'s ``right`` strings; curves too short for either left out), and its
+    standard error over ``draws`` bootstrap resamples of the curves (seed 0)."""
+    names = list(cadence.CADENCES)
+    ra = np.array([list(a[c]["right"]) for c in names])  # (cadences, curves)
+    rb = np.array([list(b[c]["right"]) for c in names])
+    ok = (ra != "-") & (rb != "-")
+    diff = np.where(ok, (ra == "1").astype(float) - (rb == "1").astype(float), 0.0)
+    weight = ok.astype(float)
+
+    def mean_of(idx: np.ndarray) -> float:
+        return float(np.mean(diff[:, idx].sum(axis=1) / weight[:, idx].sum(axis=1)))
+
+    rng = np.random.default_rng(0)
+    n = ra.shape[1]
+    boot = [mean_of(np.asarray(rng.integers(0, n, n))) for _ in range(draws)]
+    return {"difference": mean_of(np.arange(n)), "standard_error": float(np.std(boot))}

@@ -37,7 +37,7 @@ class FitOptions:
     lr: float = 2e-4  # Adam, as in the authors' code
     # loss += l2 * sum(W**2) over weights, not biases. The authors' nolearn runs used 0.0025;
     # on the bundled CRTS data that underfits (train loss = val loss, ~58% held-out accuracy
-    # after 300 epochs), so the default is none (docs in models/default/README.md).
+    # after 300 epochs), so the default is none (docs in models/paper-cnn/README.md).
     l2: float = 0.0
     val_frac: float = 0.1  # of the training part, for early stopping
     test_frac: float = 0.2  # of all curves, held out and recorded by source id
