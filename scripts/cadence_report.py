@@ -9,7 +9,8 @@ designs trained with cadence augmentation on the 5 folds (the choice between the
 Candidates that are not shipped are trained by their ``dmdt-train`` command into
 ``--models`` (build/cadence/models) when missing. Results go to ``<out>/cadence.json`` (saved
 after each candidate and fold, so a run resumes); the markdown (docs/cadence.md when ``--out`` is
-docs/cadence) and ``<out>/cadence.png`` are written from it.
+docs/cadence) and ``<out>/cadence.png`` are written from it. Results and trained candidates of
+other periodic features (``dmdt.periodic.FEATURES_VERSION``) are redone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dmdt import periodic  # noqa: E402
 from trainer import beyond, cadence, cadence_eval  # noqa: E402
 from trainer.hybrid_fit import STREAM_CUTS  # noqa: E402
 
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure the candidates asked for (training missing ones) and the fold runs."""
     path = args.out / "cadence.json"
     doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    if doc.get("meta", {}).get("features_version") != periodic.FEATURES_VERSION:
+        doc = {}  # measured with other periodic features: start again
     doc.setdefault("candidates", {})
     doc.setdefault("folds", {})
     curves = cadence_eval.Curves(args.cache)
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         target = model_path(c, args.models)
         seconds = None
-        if c.argv and not (target / "MANIFEST.json").exists():
+        if c.argv and not _current(target):
             seconds = train(c, args.models, args.cache)
         result = cadence_eval.measure_model(target, curves)
         result.update(label=c.label, command=command_of(c),
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 acc = cadence_eval.cadence_mean(parts[part]["scores"])
                 print(f"{c.name}/{part}: mean accuracy over cadences {acc:.3f}", flush=True)
     doc["meta"] = {
+        "features_version": periodic.FEATURES_VERSION,
         "eval_seed": cadence_eval.EVAL_SEED,
         "cadences": list(cadence.CADENCES),
         "eros_right": {k: list(v) for k, v in cadence_eval.EROS_RIGHT.items()},
@@ -165,6 +170,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     _save(path, doc)
     return doc
+
+
+def _current(folder: Path) -> bool:
+    """A trained model directory that this code can serve: complete, and (a feature model) on
+    the periodic features this code computes."""
+    if not (folder / "MANIFEST.json").exists():
+        return False
+    config = folder / "model.json"
+    if not config.exists():
+        return True
+    return bool(json.loads(config.read_text())["features_version"] == periodic.FEATURES_VERSION)
 
 
 def recorded_seconds(folder: Path) -> float | None:
