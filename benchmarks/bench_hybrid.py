@@ -1,7 +1,7 @@
 """Hybrid model (dmdt counts + periodic features) vs the shallow CNN in the stream: alerts/s of
 the same replay through `dmdt-broker run`'s App, in one process, per feature refresh policy.
 
-    python benchmarks/bench_hybrid.py                      # models/hybrid-7 vs models/default
+    python benchmarks/bench_hybrid.py                      # models/hybrid-7 vs models/paper-cnn
     python benchmarks/bench_hybrid.py --sources 20 --policies 0.1,0.25
 
 A Tansu broker on 127.0.0.1, the App in this process (memory state, CPU, one torch thread).
@@ -34,6 +34,7 @@ from broker.pipeline import BatchResult
 from broker.replay import read_stream, replay_to_file
 from broker.settings import BrokerSettings
 from broker.testing import TansuBroker, unique_name
+from dmdt.artifact import PAPER_CNN_DIR
 
 
 class HybridCollector(Collector):
@@ -103,7 +104,7 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hybrid", default="models/hybrid-7", help="the hybrid model")
-    parser.add_argument("--cnn", default="default", help="the CNN to compare with")
+    parser.add_argument("--cnn", default=str(PAPER_CNN_DIR), help="the CNN to compare with")
     parser.add_argument("--sources", type=int, default=10, help="CRTS sources replayed")
     parser.add_argument("--policies", default="always,0.1,0.25", help="refresh policies")
     parser.add_argument("--budget-ms", type=int, default=0, help="per-batch budget (0: none)")

@@ -45,6 +45,7 @@ from broker.pipeline import BatchResult
 from broker.replay import read_stream, replay_to_file
 from broker.settings import BrokerSettings
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from dmdt.artifact import PAPER_CNN_DIR
 
 WARMUP_S = 2.0
 
@@ -273,7 +274,9 @@ def run_paced(bootstrap: str, stream: str, rate: float, models: ModelSource,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default", help="model to serve (default: shipped)")
+    parser.add_argument(
+        "--model", default=str(PAPER_CNN_DIR), help="model to serve (default: models/paper-cnn)"
+    )
     parser.add_argument("--sources", type=int, default=1000, help="CRTS sources replayed")
     parser.add_argument("--rates", default="2000,5000", help="paced input rates, alerts/s")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each paced run")

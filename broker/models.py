@@ -14,10 +14,11 @@ counts ``dmdt_model_load_failures_total`` and is retried only when ``CURRENT`` c
 A model whose grid differs from the state's grid is refused the same way (the stored histograms
 are binned on the old grid; switching grids needs a restart with fresh state).
 
-A model directory is either a dmdt CNN (`dmdt.classify.Classifier`) or a hybrid model
-(`dmdt.hybrid.HybridClassifier`: the dmdt counts plus per-source periodic features, see
-broker.features), told apart by `dmdt.hybrid.is_hybrid_model`; both are served the same way,
-hot reload included, and a reload may switch from one kind to the other on the same grid.
+A model directory is either a dmdt CNN (`dmdt.classify.Classifier`) or a feature model (the
+dmdt counts plus per-source periodic features, see broker.features): a hybrid model
+(`dmdt.hybrid.HybridClassifier`, LightGBM) or a branch net (`dmdt.branchnet.BranchNetClassifier`,
+torch on the model's device), told apart by their model.json's kind; all are served the same
+way, hot reload included, and a reload may switch from one kind to another on the same grid.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 from broker.features import FeatureModel
 from dmdt.artifact import CURRENT_FILE, ArtifactError, current_model, resolve_model_dir
 from dmdt.classify import Classifier
+from dmdt.feature_models import feature_model_kind
 from dmdt.grids import Grid
 
 log = logging.getLogger(__name__)
@@ -99,10 +101,16 @@ def hybrid_module() -> ModuleType:
 
 
 def is_hybrid_dir(path: str | os.PathLike[str]) -> bool:
-    """True when a model directory holds a hybrid model (a CNN directory has no model.json)."""
+    """True when a model directory holds a feature model, served through the feature cache: a
+    hybrid model or a branch net (a CNN directory has no model.json)."""
     if not (Path(path) / "model.json").is_file():
         return False
-    return bool(hybrid_module().is_hybrid_model(path))
+    return is_branchnet_dir(path) or bool(hybrid_module().is_hybrid_model(path))
+
+
+def is_branchnet_dir(path: str | os.PathLike[str]) -> bool:
+    """True when a model directory holds a branch net (dmdt/branchnet.py)."""
+    return feature_model_kind(path) == "branchnet"
 
 
 def warm_up(served: ServedModel) -> None:
@@ -163,7 +171,13 @@ class ModelSource:
 
     def _load(self, path: Path) -> ServedModel:
         if is_hybrid_dir(path):
-            model = hybrid_module().HybridClassifier.load(path)  # verified, hash computed
+            if is_branchnet_dir(path):
+                from dmdt.branchnet import BranchNetClassifier  # torch and light-curve
+
+                model = BranchNetClassifier.load(path, self.device)
+            else:
+                model = hybrid_module().HybridClassifier.load(path)
+            # verified against its manifest, the hash computed from its files
             served = ServedModel.of_hybrid(model, model.content_hash, self.min_points)
         else:
             clf = Classifier.from_checkpoint(path, self.device)

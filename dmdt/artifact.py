@@ -42,6 +42,7 @@ HASHED_FILES = (MODEL_FILE, CONFIG_FILE)  # the files a model is made of (dmdt.m
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+PAPER_CNN_DIR = REPO_ROOT / "models" / "paper-cnn"  # the paper's CNN, for the CRTS cadence
 MODEL_DIR_ENV = "DMDT_MODEL_DIR"
 DEFAULT_MIN_POINTS = 20  # for artifacts that do not record it (dmdt.datasets' default)
 
@@ -196,17 +197,31 @@ def publish(model_dir: str | os.PathLike[str], registry_dir: str | os.PathLike[s
     re-publishing an older version is how to roll back.
     """
     model = load_model(model_dir)
+    dest = publish_files(model.path, registry_dir, model.version, model.content_hash, verify)
+    return load_model(dest)
+
+
+def publish_files(
+    source: Path,
+    registry_dir: str | os.PathLike[str],
+    version: str,
+    content_hash: str,
+    check: Callable[[Path], str],
+) -> Path:
+    """Copy the files of a verified model directory into ``registry_dir/<version>/`` (through a
+    temporary folder, renamed atomically) and make it CURRENT; ``check`` verifies a directory
+    and returns its content hash (the model kind's own check)."""
     registry = Path(registry_dir)
     registry.mkdir(parents=True, exist_ok=True)
-    dest = registry / model.version
+    dest = registry / version
     if not dest.is_dir():
-        tmp = _temp_path(registry, model.version)
+        tmp = _temp_path(registry, version)
         tmp.mkdir()
         try:
-            for item in model.path.iterdir():
+            for item in source.iterdir():
                 if item.is_file():
                     shutil.copy2(item, tmp / item.name)
-            verify(tmp)
+            check(tmp)
             os.rename(tmp, dest)  # atomic; fails if a concurrent publish got there first
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -215,11 +230,10 @@ def publish(model_dir: str | os.PathLike[str], registry_dir: str | os.PathLike[s
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    published = load_model(dest)
-    if published.content_hash != model.content_hash:
+    if check(dest) != content_hash:
         raise ArtifactError(f"{dest} exists with different content; refusing to overwrite it")
-    _write_atomic(registry / CURRENT_FILE, lambda fh: fh.write(f"{model.version}\n".encode()))
-    return published
+    _write_atomic(registry / CURRENT_FILE, lambda fh: fh.write(f"{version}\n".encode()))
+    return dest
 
 
 def current_model(registry_dir: str | os.PathLike[str]) -> Path | None:

@@ -281,5 +281,5 @@ def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def default_grid() -> Grid:
-    """The grid hybrid models are trained on (the paper's, as models/default)."""
+    """The grid hybrid models are trained on (the paper's, as models/paper-cnn)."""
     return get_grid("mahabal2017")

@@ -24,8 +24,8 @@ loader reads them, and they are not part of the identity.
 
 The content hash follows the model format, so that models written before keep their identity:
 ``dmdt-model/1`` (the CNN) hashes ``format`` then ``\\n<name>:<sha256>`` per file in the order
-the format fixes (model.pt, config.json); ``dmdt-hybrid/1`` hashes the JSON of the sorted
-``{name: sha256}`` map.
+the format fixes (model.pt, config.json); ``dmdt-hybrid/1`` and ``dmdt-branchnet/1`` hash the
+JSON of the sorted ``{name: sha256}`` map.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def _hybrid_hash(files: Mapping[str, str]) -> str:
 FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, str]], str]]] = {
     "dmdt-model/1": (("model.pt", "config.json"), _cnn_hash),
     "dmdt-hybrid/1": (("model.json",), _hybrid_hash),
+    "dmdt-branchnet/1": (("weights.pt", "model.json"), _hybrid_hash),
 }
 
 

@@ -67,7 +67,7 @@ SPECS = (
          f"LightGBM, {N3} periodic features (v3), {SMALL}"),
     Spec("gbm_v3_dmdt_7", "7", "periodic_v3+dmdt", "gbm_small",
          f"LightGBM, {N3} periodic features + 528 dmdt pixels, {SMALL}"),
-    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/default setup)"),
+    Spec("cnn_shallow_7", "7", "dmdt", "cnn", "shallow dmdt CNN (models/paper-cnn setup)"),
     Spec("stack_v3_dmdt_cnn_7", "7", "periodic_v3+dmdt+cnn", "gbm_small",
          f"LightGBM, {N3} periodic features + dmdt pixels + dmdt CNN probabilities (stacked)"),
     Spec("mlp_v3_7", "7", "periodic_v3", "mlp", f"MLP (torch), {N3} periodic features, 3 seeds"),
@@ -694,7 +694,7 @@ SUMMARY_ROWS = (  # the rows a reader wants first, and what each stands for
     ("gbm_v5_history_7", "the model for young sources (models/hybrid-7-stream), features v5"),
     ("gbm_views_7", "hybrid-views-7 on features v4 (before v5)"),
     ("gbm_v4_7", "hybrid-7 on features v4 (before v5)"),
-    ("cnn_shallow_7", "the paper's shallow dmdt CNN (models/default)"),
+    ("cnn_shallow_7", "the paper's shallow dmdt CNN (models/paper-cnn)"),
     ("rf_paper18_7", "the paper's baseline: random forest on 18 features"),
 )  # fmt: skip
 
@@ -755,7 +755,7 @@ def write_doc(out: Path, doc_path: Path, command: str) -> None:
         " (one file per model, one entry per part; rerun to resume or refresh).",
         "",
         "Split: 20% of each class held out first (stratified, seed 0; for the seven classes this"
-        " is the held-out set of `dmdt-train fit --seed 0` and models/default), then 5 stratified"
+        " is the held-out set of `dmdt-train fit --seed 0` and models/paper-cnn), then 5 stratified"
         " folds (seed 0) of the rest; fold ids per source id in `folds_7.json` and `folds_16.json`."
         " Fold columns: mean ± std over the folds run (train on 4 folds, score the 5th);"
         " held-out: train on all 5 folds, score the held-out part. Features: wall ms per light"

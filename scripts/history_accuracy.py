@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from trainer import beyond  # noqa: E402
 from trainer.history import evaluate  # noqa: E402
 
-MODELS = ("default", "models/hybrid-7", "models/hybrid-views-7", "models/hybrid-7-stream")
+MODELS = ("models/paper-cnn", "models/hybrid-7", "models/hybrid-views-7", "models/hybrid-7-stream")
 LEVELS = (20, 30, 50, 75, 100, 150, 200, 300)
 QUICK_LEVELS = (20, 40, 80)
 

@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + " (B / R)"
         )
         doc["transfer_reference"] = (
-            "For comparison, the CRTS dmdt CNN (models/default) applied directly "
+            "For comparison, the CRTS dmdt CNN (models/paper-cnn) applied directly "
             "(docs/results/transfer.json, docs/results.md §6): " + "; ".join(cells) + "."
         )
     out.mkdir(parents=True, exist_ok=True)

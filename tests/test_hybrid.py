@@ -84,7 +84,7 @@ def test_save_load_round_trip_gives_identical_probabilities(
 ) -> None:
     model, out = tiny_model
     assert is_hybrid_model(out)
-    assert not is_hybrid_model(REPO / "models/default")
+    assert not is_hybrid_model(REPO / "models/paper-cnn")
     loaded = HybridClassifier.load(out)
     assert loaded.classes == ["A", "B"]
     assert loaded.version == model.version != "unsaved"
@@ -433,3 +433,41 @@ def test_shipped_stream_model_beats_hybrid_7_on_young_sources() -> None:
     young, old = accuracy(model), accuracy(single)
     assert len(heads) > 150
     assert young > old + 0.1, (young, old)
+
+
+def nightly_synthetic(period: float, label: str, seed: int) -> LightCurve:
+    """:func:`synthetic` observed as CRTS does: ~40 nights of three exposures ~10 min apart."""
+    rng = np.random.default_rng(seed)
+    nights = np.sort(rng.choice(np.arange(53500, 56500), 40, replace=False)) + 0.3
+    t = (nights[:, None] + np.arange(3)[None, :] * 0.007).reshape(-1)
+    m = _magnitudes(t, period, label, rng)
+    return LightCurve(f"s{seed}", t, m, np.full(t.size, 0.05), label=label)
+
+
+def test_fit_hybrid_trains_on_cadence_copies_too(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    opts = HybridOptions(classes=None, trees=20, min_points=20, calibrate=False,
+                         cadences=("nightly", "rubin"), history_cuts=(60,))  # fmt: skip
+    _, metrics, out = _fit_on(tmp_path_factory, nightly_synthetic, opts, "cadences", 40)
+    record = json.loads((out / "model.json").read_text())["training"]
+    # 64 training curves of 120 points: a nightly copy each (40 points), a Rubin-like copy
+    # when it keeps 20 nights or more, a history cut of 60 points each
+    extra = record["n_extra_rows"]
+    assert 2 * 64 <= extra <= 3 * 64
+    assert record["options"]["cadences"] == ["nightly", "rubin"]
+    assert metrics["accuracy"] >= 0.75
+    with pytest.raises(ValueError, match="curve view only"):
+        _fit_on(tmp_path_factory, nightly_synthetic,
+                HybridOptions(classes=None, trees=5, views=("curve", "visit_medians"),
+                              cadences=("nightly",)), "views")  # fmt: skip
+
+
+def test_cli_checks_cadences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.cli import main
+
+    for command in ("fit", "fit-hybrid", "fit-net"):
+        out = tmp_path / command
+        assert main([command, "crts", "--out", str(out), "--cadences", "nightly,tess"]) == 2
+        assert "--cadences" in capsys.readouterr().err
+        assert not out.exists()

@@ -208,3 +208,16 @@ def test_parse_classes_names_paper_and_all() -> None:
     assert parse_classes(None) is None
     with pytest.raises(ValueError, match="duplicate"):
         parse_classes("EW,EW")
+
+
+def test_fit_with_cadence_copies(subset_dir: Path, tmp_path: Path) -> None:
+    """``fit --cadences``: each training and validation curve also as one point per night; the
+    held-out test curves stay as they are."""
+    out = tmp_path / "cad"
+    args = ["fit", str(subset_dir), "--out", str(out), "--epochs", "1", "--seed", "0"]
+    assert main([*args, "--classes", ",".join(CLASSES), "--cadences", "nightly", "--quiet"]) == 0
+    split = load_model(out).config["training"]["split"]
+    assert split["n_test"] == 16
+    # a nightly copy of every one of the 64 training and validation curves with 20+ nights
+    assert 0 < split["n_cadence_copies"] <= split["n_train"] + split["n_val"]
+    assert load_model(out).config["training"]["options"]["cadences"] == ["nightly"]

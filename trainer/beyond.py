@@ -1,7 +1,7 @@
 """Issue 7's evaluation harness: one fixed split that every model is measured on.
 
 Hold out 20% of each class first (stratified, seed 0: for the paper's seven classes this is the
-held-out test set of ``dmdt-train fit --seed 0`` and of models/default), then 5 stratified folds
+held-out test set of ``dmdt-train fit --seed 0`` and of models/paper-cnn), then 5 stratified folds
 (seed 0) on the rest. The fold of every source id is saved (``folds_<set>.json``) so later models
 reuse exactly the same parts. Each model is scored on the 5 folds (train on 4) and on the held-out
 part (train on all 5); each part is saved as it finishes, so a run resumes.

@@ -93,6 +93,44 @@ def _add_cache_arg(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_cadence_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cadences", default="", metavar="NAME,...",
+        help="also train on each training curve's copy in these cadences simulated from it "
+        "(trainer/cadence.py: nightly = one point per night, ztf, rubin; docs/cadence.md; "
+        "default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cadence-seed", type=int, default=1, help="seed of the cadence copies' draws (default: 1)"
+    )
+
+
+def _cadences(text: str) -> tuple[str, ...] | None:
+    """Parse ``--cadences``; None (after saying why on stderr) unless distinct simulated
+    cadences of trainer.cadence."""
+    from trainer.cadence import SIMULATED
+
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    if any(c not in SIMULATED for c in names) or len(set(names)) != len(names):
+        print(f"--cadences {text!r}: want distinct names among {', '.join(SIMULATED)}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return names
+
+
+def _cuts(text: str, min_points: int) -> tuple[int, ...] | None:
+    """Parse ``--history-cuts``; None (after saying why) unless integers >= ``min_points``."""
+    try:
+        cuts = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        cuts = (0,)
+    if any(k < min_points for k in cuts):
+        print(f"--history-cuts {text!r}: want integers of at least --min-points ({min_points})",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return cuts
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -177,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: 1; the nets are small and extra threads mostly "
         "contend, notably on a shared machine)",
     )
+    _add_cadence_args(p)
     p.add_argument(
         "--quiet", action="store_true", help="no progress bars (there are none off a terminal)"
     )
@@ -227,6 +266,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-weight", type=float, default=0.3,
         help="weight of each history-cut row against a whole curve's 1 (default: 0.3)",
     )  # fmt: skip
+    _add_cadence_args(p)
+    _add_cache_arg(p)
+
+    p = sub.add_parser(
+        "fit-net",
+        help="train the network over the dmdt image and the periodic features",
+        description="Train the branch net (dmdt/branchnet.py: the paper's shallow dmdt CNN "
+        "beside an MLP on the periodic features, trained jointly; several seeds averaged) on "
+        "every curve outside the fixed held-out part (20%% per class, stratified, seed 0), with "
+        "its copies in other cadences and its first points if asked, print the held-out "
+        "metrics, write the model directory. CPU, one torch thread, deterministic. Classes: "
+        "the paper's seven unless --classes says otherwise.",
+    )
+    _add_data_args(p, default_classes="paper ('all': every class)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
+    p.add_argument("--name", default="branchnet-7", help="model name (default: branchnet-7)")
+    p.add_argument(
+        "--members",
+        default="0,1,2",
+        help="comma-separated seeds, one member each, averaged (default: 0,1,2)",
+    )
+    p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default: 60)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=8,
+        help="epochs without a lower validation loss before stopping (default: 8)",
+    )
+    p.add_argument(
+        "--history-cuts", default="", metavar="K,K,...",
+        help="also train on each training curve's first K points for each K shorter than it "
+        "(as fit-hybrid; default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--history-weight",
+        type=float,
+        default=0.3,
+        help="weight of each history-cut row (default: 0.3)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_cadence_args(p)
     _add_cache_arg(p)
 
     p = sub.add_parser(
@@ -337,12 +418,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from trainer.data import parse_classes
     from trainer.fit import FitOptions, fit
 
+    cadences = _cadences(args.cadences)
+    if cadences is None:
+        return 2
     opts = FitOptions(
         arch=args.arch, classes=parse_classes(args.classes), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, l2=args.l2, val_frac=args.val_frac,
         test_frac=args.test_frac, patience=args.patience, seed=args.seed, device=args.device,
         grid=args.grid, min_points=args.min_points, dropout=_floats(args.dropout),
-        threads=args.threads,
+        threads=args.threads, cadences=cadences, cadence_seed=args.cadence_seed,
     )  # fmt: skip
     t0 = time.perf_counter()
     model, metrics = fit(args.data, args.out, opts, progress=_progress(args))
@@ -370,18 +454,21 @@ def cmd_fit_hybrid(args: argparse.Namespace) -> int:
     if len(views) > 1 and args.image != "none":
         print("--image flat takes one view only", file=sys.stderr)
         return 2
-    try:
-        cuts = tuple(sorted({int(k) for k in args.history_cuts.split(",") if k.strip()}))
-    except ValueError:
-        cuts = (0,)
-    if any(k < args.min_points for k in cuts) or not args.history_weight > 0:
-        print(f"--history-cuts {args.history_cuts!r}: want integers of at least --min-points "
-              f"({args.min_points}), and a positive --history-weight", file=sys.stderr)  # fmt: skip
+    cuts = _cuts(args.history_cuts, args.min_points)
+    cadences = _cadences(args.cadences)
+    if cuts is None or cadences is None:
+        return 2
+    if not args.history_weight > 0:
+        print("--history-weight must be positive", file=sys.stderr)
+        return 2
+    if cadences and views != ("curve",):
+        print("--cadences trains the curve view only", file=sys.stderr)
         return 2
     opts = HybridOptions(classes=classes, image_mode=args.image, seeds=seeds, trees=args.trees,
                          views=views, other=args.other, min_points=args.min_points,
                          calibrate=args.calibrate, history_cuts=cuts,
-                         history_weight=args.history_weight)  # fmt: skip
+                         history_weight=args.history_weight, cadences=cadences,
+                         cadence_seed=args.cadence_seed)  # fmt: skip
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
     model, metrics = fit_hybrid(args.data, args.out, opts, name=args.name, cache=cache)
@@ -411,6 +498,39 @@ def _views(text: str) -> tuple[str, ...] | None:
         print(f"--views {text!r}: want distinct names among {', '.join(VIEWS)}", file=sys.stderr)
         return None
     return views
+
+
+def cmd_fit_net(args: argparse.Namespace) -> int:
+    """``fit-net``: train the branch net and write its model directory."""
+    from trainer.branchnet_fit import NetOptions, fit_branch_net
+    from trainer.data import parse_classes
+    from trainer.training_rows import Augmentation
+
+    classes = parse_classes(args.classes or "paper")
+    cuts = _cuts(args.history_cuts, args.min_points)
+    cadences = _cadences(args.cadences)
+    if cuts is None or cadences is None or classes is None:
+        return 2
+    members = tuple(int(s) for s in args.members.split(",") if s.strip())
+    if not members or not args.history_weight > 0:
+        print("--members needs a seed; --history-weight must be positive", file=sys.stderr)
+        return 2
+    aug = Augmentation(cadences=cadences, seed=args.cadence_seed, history_cuts=cuts,
+                       history_weight=args.history_weight, min_points=args.min_points)  # fmt: skip
+    opts = NetOptions(classes=classes, members=members, max_epochs=args.epochs,
+                      patience=args.patience, min_points=args.min_points, threads=args.threads,
+                      augmentation=aug)  # fmt: skip
+    t0 = time.perf_counter()
+    cache = Path(args.cache) if args.cache else None
+    model, metrics = fit_branch_net(args.data, args.out, opts, args.name, cache,
+                                    progress=not args.quiet)  # fmt: skip
+    print(f"wrote {args.out} (version {model.version}) in {time.perf_counter() - t0:.1f} s; "
+          f"temperature {model.temperature}")  # fmt: skip
+    if metrics:
+        rrd = metrics["per_class_recall"].get("RRd")
+        extra = "" if rrd is None else f" RRd_recall={rrd:.4f}"
+        print(f"held-out: {_summary(metrics)}{extra}")
+    return 0
 
 
 def cmd_audit_labels(args: argparse.Namespace) -> int:
@@ -448,11 +568,12 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: metrics JSON and confusion-matrix PNG."""
-    from dmdt.classify import Classifier
+    from dmdt.artifact import resolve_model_dir
     from trainer import data
     from trainer.evaluate import evaluate, plot_confusion, write_json
+    from trainer.predict import load_predictor
 
-    clf = Classifier.from_checkpoint(args.model, device=args.device)
+    clf, path = load_predictor(args.model, args.device), resolve_model_dir(args.model)
     bad: list[Any] | None = [] if args.skip_bad else None
     progress = _progress(args)
     lcs = data.load(args.data, None, clf.model.min_points, bad_files=bad, progress=progress)
@@ -463,8 +584,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plot_confusion(
             result,
             args.png,
-            title=f"{Path(clf.model.path).name}: "
-            f"accuracy {result['accuracy']:.3f}, n = {result['n']}",
+            title=f"{path.name}: accuracy {result['accuracy']:.3f}, n = {result['n']}",
         )
     print(
         f"{result['evaluated_on']}: {_summary(result)} "
@@ -497,11 +617,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """``publish``: copy into the registry and flip CURRENT."""
-    from dmdt.artifact import announcement, publish
+    from dmdt.artifact import announcement, publish, resolve_model_dir
+    from dmdt.feature_models import feature_model_kind, publish_feature_model
 
     if not args.registry:
         raise SystemExit("dmdt-train publish: give --registry DIR or set $DMDT_REGISTRY")
-    model = publish(args.model, args.registry)
+    path = resolve_model_dir(args.model)
+    if feature_model_kind(path):
+        print(json.dumps(publish_feature_model(path, args.registry), indent=1))
+        return 0
+    model = publish(path, args.registry)
     print(json.dumps(announcement(model), indent=1))
     return 0
 
@@ -517,6 +642,7 @@ COMMANDS = {
     "images": cmd_images,
     "fit": cmd_fit,
     "fit-hybrid": cmd_fit_hybrid,
+    "fit-net": cmd_fit_net,
     "audit-labels": cmd_audit_labels,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,

@@ -44,8 +44,18 @@ def classification_metrics(
     }
 
 
+def training_record(clf: Any) -> tuple[set[str], str | None]:
+    """The held-out ids and the training-data hash a model records: a CNN's config.json
+    ``training.split.test_ids``, a feature model's ``training.held_out_ids``."""
+    if isinstance(clf, Classifier):
+        training = clf.model.config.get("training", {})
+        return set(training.get("split", {}).get("test_ids", [])), training.get("data_hash")
+    training = clf.model.training
+    return set(training.get("held_out_ids", [])), training.get("data_hash")
+
+
 def select_split(
-    clf: Classifier, lcs: Sequence[LightCurve], split: str = "auto"
+    clf: Any, lcs: Sequence[LightCurve], split: str = "auto"
 ) -> tuple[list[LightCurve], str]:
     """The curves to evaluate and why: the model's held-out test ids, or all of them.
 
@@ -55,11 +65,10 @@ def select_split(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    training = clf.model.config.get("training", {})
-    test_ids = set(training.get("split", {}).get("test_ids", []))
+    test_ids, trained_on = training_record(clf)
     if split == "all":
         return list(lcs), "all: every light curve of a known class"
-    same = data.data_hash(lcs) == training.get("data_hash")
+    same = data.data_hash(lcs) == trained_on
     if split == "auto" and same and not test_ids:
         return list(lcs), "all: the model was trained on all of this data (training-set metrics)"
     if split == "test" or same:
@@ -92,9 +101,11 @@ def no_known_class(lcs: Sequence[LightCurve], classes: Sequence[str]) -> str:
 
 
 def evaluate(
-    clf: Classifier, lcs: Sequence[LightCurve], split: str = "auto", progress: bool = False
+    clf: Any, lcs: Sequence[LightCurve], split: str = "auto", progress: bool = False
 ) -> dict[str, Any]:
-    """Metrics of ``clf`` on ``lcs``; curves of classes the model does not know are skipped."""
+    """Metrics of ``clf`` (a dmdt.classify.Classifier, or a feature model behind
+    trainer.hybrid_fit.HybridPredictor) on ``lcs``; curves of classes the model does not know
+    are skipped."""
     from trainer.predict import classify
 
     known = [lc for lc in lcs if lc.label in clf.classes]
@@ -109,7 +120,9 @@ def evaluate(
         n_skipped_unknown_class=len(lcs) - len(known),
         evaluated_on=reason,
         model_version=clf.version,
-        model_content_hash=clf.model.content_hash,
+        model_content_hash=clf.content_hash
+        if not isinstance(clf, Classifier)
+        else clf.model.content_hash,
     )
     return result
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from dmdt.artifact import LoadedModel, save_model
 from dmdt.classify import Classifier, deterministic, images_to_batch, resolve_device
-from dmdt.grids import get_grid
+from dmdt.grids import Grid, get_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net
 from trainer import data
@@ -37,7 +37,7 @@ class FitOptions:
     lr: float = 2e-4  # Adam, as in the authors' code
     # loss += l2 * sum(W**2) over weights, not biases. The authors' nolearn runs used 0.0025;
     # on the bundled CRTS data that underfits (train loss = val loss, ~58% held-out accuracy
-    # after 300 epochs), so the default is none (docs in models/default/README.md).
+    # after 300 epochs), so the default is none (docs in models/paper-cnn/README.md).
     l2: float = 0.0
     val_frac: float = 0.1  # of the training part, for early stopping
     test_frac: float = 0.2  # of all curves, held out and recorded by source id
@@ -48,6 +48,10 @@ class FitOptions:
     min_points: int = 20
     dropout: tuple[float, ...] | None = None  # None: the arch's default (dmdt.nets)
     threads: int = 1  # torch CPU threads: the nets are tiny, more threads mostly add contention
+    # train (and early-stop) also on each training curve's copy in each of these cadences
+    # (trainer.cadence: nightly, ztf, rubin); the held-out test curves stay as they are
+    cadences: tuple[str, ...] = ()
+    cadence_seed: int = 1
 
 
 @contextmanager
@@ -147,6 +151,27 @@ def train_net(
     return net.eval(), history
 
 
+def _with_copies(
+    lcs: Sequence[LightCurve],
+    labels: np.ndarray,
+    idx: np.ndarray,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    grid: Grid,
+    opts: FitOptions,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of the curves ``idx`` followed by their copies in ``opts.cadences``."""
+    from trainer.training_rows import Augmentation, extra_curves
+
+    aug = Augmentation(cadences=opts.cadences, seed=opts.cadence_seed, min_points=opts.min_points)
+    copies, owner, _ = extra_curves([lcs[i] for i in idx], aug)
+    if not copies:
+        return x, y
+    x_copies = images_to_batch(data.images(copies, grid))
+    y_copies = torch.from_numpy(labels[idx][owner])
+    return torch.cat([x, x_copies]), torch.cat([y, y_copies])
+
+
 def fit(
     source: str,
     out_dir: str | Path,
@@ -170,6 +195,12 @@ def fit(
 
     x = images_to_batch(data.images(lcs, grid))  # (n, 1, n_dt, n_dm) float32
     y = torch.from_numpy(labels)
+    x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    n_copies = 0
+    if opts.cadences:
+        x_train, y_train = _with_copies(lcs, labels, train_idx, x_train, y_train, grid, opts)
+        x_val, y_val = _with_copies(lcs, labels, val_idx, x_val, y_val, grid, opts)
+        n_copies = int(x_train.shape[0] - train_idx.size + x_val.shape[0] - val_idx.size)
     device = resolve_device(opts.device)
     config = NetConfig(
         arch=opts.arch, input_shape=grid.shape, n_classes=len(classes), dropout=opts.dropout
@@ -185,9 +216,7 @@ def fit(
     )
     t_train = time.perf_counter()
     with torch_threads(opts.threads, flush_denormal=True), deterministic():
-        net, history = train_net(
-            net, x[train_idx], y[train_idx], x[val_idx], y[val_idx], opts, device, progress
-        )
+        net, history = train_net(net, x_train, y_train, x_val, y_val, opts, device, progress)
     train_s = time.perf_counter() - t_train
     net = net.cpu()
 
@@ -203,6 +232,7 @@ def fit(
             "n_train": len(train_idx),
             "n_val": len(val_idx),
             "n_test": len(test),
+            "n_cadence_copies": n_copies,
             "test_ids": [lcs[i].source_id for i in test],
         },
         "history": history,

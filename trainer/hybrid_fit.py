@@ -25,6 +25,7 @@ from dmdt.views import VIEWS
 from trainer import data
 from trainer.beyond import HELD_OUT, cached_matrix, fold_ids
 from trainer.evaluate import classification_metrics
+from trainer.training_rows import Augmentation, build_rows, periodic_rows
 
 OTHER = "other"  # the class of every curve outside ``classes`` when ``other`` is set
 
@@ -53,6 +54,18 @@ class HybridOptions:
     # (models/hybrid-7-stream: STREAM_CUTS)
     history_cuts: tuple[int, ...] = ()
     history_weight: float = 0.3
+    # train also on each training curve's copy in each of these cadences (trainer.cadence:
+    # nightly, ztf, rubin), weight 1 each; with cadences, the history cuts are made as
+    # trainer.training_rows makes them (one feature cache for every training part)
+    cadences: tuple[str, ...] = ()
+    cadence_seed: int = 1
+
+    def augmentation(self) -> Augmentation:
+        """The extra rows of :mod:`trainer.training_rows` these options ask for."""
+        return Augmentation(
+            cadences=self.cadences, seed=self.cadence_seed, history_cuts=self.history_cuts,
+            history_weight=self.history_weight, min_points=self.min_points,
+        )  # fmt: skip
 
 
 STREAM_CUTS = (20, 30, 50, 75, 100, 150, 200, 300)  # models/hybrid-7-stream's history cuts
@@ -172,19 +185,25 @@ def fit_hybrid(
 
     probe = model_for([None] * len(opts.views))  # the design only needs the grid and the mode
     x = probe.design(counts, n_points, x_feat)
-    x_cut, owner = history_rows([lcs[i] for i in train], opts, probe, cache)
-    owner = train[owner]  # row of each cut's curve in lcs
+    if opts.cadences:
+        training_set = _augmented_set(lcs, x_feat, y, opts, probe, cache)
+        n_extra = training_set(train)[0].shape[0] - train.size
+    else:
+        x_cut, owner = history_rows([lcs[i] for i in train], opts, probe, cache)
+        owner = train[owner]  # row of each cut's curve in lcs
+        n_extra = x_cut.shape[0]
 
-    def training_set(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The curves ``rows`` and the history cuts of those curves, with their weights."""
-        if not opts.history_cuts:
-            return x[rows], y[rows], None
-        cut = np.isin(owner, rows)
-        return (
-            np.concatenate([x[rows], x_cut[cut]]),
-            np.concatenate([y[rows], y[owner[cut]]]),
-            np.concatenate([np.ones(rows.size), np.full(int(cut.sum()), opts.history_weight)]),
-        )
+        def training_set(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            """The curves ``rows`` and the history cuts of those curves, with their weights."""
+            if not opts.history_cuts:
+                return x[rows], y[rows], None
+            cut = np.isin(owner, rows)
+            return (
+                np.concatenate([x[rows], x_cut[cut]]),
+                np.concatenate([y[rows], y[owner[cut]]]),
+                np.concatenate([np.ones(rows.size),
+                                np.full(int(cut.sum()), opts.history_weight)]),
+            )  # fmt: skip
 
     t0 = time.perf_counter()
     x_train, y_train, w_train = training_set(train)
@@ -216,7 +235,7 @@ def fit_hybrid(
         "held_out_ids": [lcs[i].source_id for i in test],
         "options": asdict(opts),
         "features_ms_per_curve": round(ms, 1),
-        "n_history_rows": int(x_cut.shape[0]),
+        "n_history_rows" if not opts.cadences else "n_extra_rows": int(n_extra),
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     model.metrics = {k: v for k, v in metrics.items() if k != "classes"}
@@ -318,6 +337,34 @@ def history_rows(
     return probe.design(counts, n_points, feats), owner
 
 
+def _augmented_set(
+    lcs: Sequence[LightCurve],
+    x_feat: np.ndarray,
+    y: np.ndarray,
+    opts: HybridOptions,
+    probe: HybridClassifier,
+    cache: Path | None,
+) -> Any:
+    """``training_set(curves) -> (x, y, weight)`` of the curves and their extra rows
+    (trainer.training_rows: copies in ``opts.cadences``, history cuts), curve view only."""
+    if tuple(opts.views) != ("curve",):
+        raise ValueError("--cadences trains the curve view only; leave --views as curve")
+    grid = probe.grid if opts.image_mode != "none" else None
+    rows = build_rows(lcs, x_feat, y, opts.augmentation(), CACHE_NAMES["curve"], periodic_rows,
+                      cache, grid)  # fmt: skip
+    if grid is not None:
+        assert rows.counts is not None
+        design = probe.design(rows.counts, rows.n_points, rows.features)
+    else:
+        design = rows.features
+
+    def training_set(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        part = rows.part(curves)
+        return design[part], rows.labels[part], rows.weight[part]
+
+    return training_set
+
+
 def calibrated_inverse(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Undo :func:`dmdt.hybrid.calibrated` (p ** T renormalised): the uncalibrated output."""
     from dmdt.hybrid import calibrated
@@ -332,16 +379,22 @@ def _counts(lcs: Sequence[LightCurve]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class HybridPredictor:
-    """A hybrid model behind the interface ``dmdt-train predict`` uses (trainer.predict)."""
+    """A feature model (hybrid or branch net) behind the interface ``dmdt-train predict`` and
+    ``evaluate`` use (trainer.predict, trainer.evaluate)."""
 
-    def __init__(self, model: HybridClassifier) -> None:
+    def __init__(self, model: Any, content_hash: str = "") -> None:
         self.model = model
         self.classes = tuple(model.classes)
+        self.version = str(model.version)
+        self.content_hash = content_hash
 
     @classmethod
-    def load(cls, path: str | Path) -> HybridPredictor:
-        """Load a hybrid model directory."""
-        return cls(HybridClassifier.load(path))
+    def load(cls, path: str | Path, device: str = "auto") -> HybridPredictor:
+        """Load a feature model directory (dmdt.feature_models)."""
+        from dmdt.feature_models import load_feature_model
+
+        model = load_feature_model(path, device)  # verified against its manifest
+        return cls(model, model.content_hash)
 
     def classify_lightcurves(self, lcs: Sequence[LightCurve]) -> Any:
         """Probabilities of cleaned light curves (computes their features: ~12 ms each)."""

@@ -86,16 +86,17 @@ def read_input(
 
 
 def load_predictor(model: str | Path, device: str = "cpu") -> Any:
-    """A saved model of either kind behind ``classes``, ``classify_lightcurves(lcs)`` and
-    ``model.min_points``: a dmdt CNN (`Classifier`) or a hybrid (`HybridPredictor`)."""
+    """A saved model of any kind (a directory, ``default``, or a registry's CURRENT) behind
+    ``classes``, ``classify_lightcurves(lcs)`` and ``model.min_points``: a dmdt CNN
+    (`Classifier`) or a feature model (hybrid, branch net) behind `HybridPredictor`."""
     from dmdt.artifact import resolve_model_dir
-    from dmdt.hybrid import is_hybrid_model
+    from dmdt.feature_models import feature_model_kind
 
     path = resolve_model_dir(model)
-    if is_hybrid_model(path):
+    if feature_model_kind(path):
         from trainer.hybrid_fit import HybridPredictor
 
-        return HybridPredictor.load(path)
+        return HybridPredictor.load(path, device)
     return Classifier.from_checkpoint(path, device=device)
 
 

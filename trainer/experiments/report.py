@@ -123,7 +123,7 @@ def _seven(store: Store, out: list[str]) -> None:
         return
     out.append(
         "CRTS, the paper's seven classes, held-out 20% (stratified per class). Mean ± std over "
-        "the seeded splits listed (seed 0 is the split of `models/default`); the paper's "
+        "the seeded splits listed (seed 0 is the split of `models/paper-cnn`); the paper's "
         "numbers could not be read (docs/paper.md), so its column says *not available*.\n"
     )
     out.append(

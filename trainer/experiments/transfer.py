@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmdt.artifact import load_model
+from dmdt.artifact import PAPER_CNN_DIR, load_model
 from dmdt.datasets import load_labelled
 from dmdt.lightcurves import LightCurve
 from trainer import data
@@ -33,7 +33,7 @@ def as_if_flux(lc: LightCurve) -> LightCurve:
     return replace(lc, m=-2.5 * np.log10(lc.m), err=2.5 / np.log(10.0) * lc.err / lc.m)
 
 
-def transfer(ctx: Context, store: Store, model: str = "default") -> dict[str, Any]:
+def transfer(ctx: Context, store: Store, model: str = str(PAPER_CNN_DIR)) -> dict[str, Any]:
     """Direct application per band, then fine-tuning vs training from scratch on the same 15%."""
     b = ctx.budget
     crts = load_model(model)
