@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from broker import photometry as ph  # noqa: E402
 from broker.decode import JD_MINUS_MJD, RubinDecoder, make_decoder  # noqa: E402
 from broker.kafka import Record  # noqa: E402
-from broker.models import ServedModel  # noqa: E402
+from broker.models import ModelSource  # noqa: E402
 from broker.pipeline import Pipeline  # noqa: E402
 from broker.state import MemoryState  # noqa: E402
 from broker.testing import rubin_messages, ztf_messages  # noqa: E402
@@ -74,9 +74,7 @@ def distinct_detections(alerts: list[tuple[dict[str, Any], bytes]]) -> list[dict
 def state_after(alerts: list[tuple[dict[str, Any], bytes]]) -> tuple[MemoryState, Counter[str]]:
     """The night through the broker's pipeline (min_points high: nothing is classified); the
     state it leaves and the detections it left out, by reason (per message)."""
-    from dmdt.classify import Classifier
-
-    model = ServedModel.of(Classifier.from_checkpoint(ROOT / "models" / "default", "cpu"), 10**6)
+    model = ModelSource("default", "cpu", min_points=10**6).current
     state = MemoryState(model.grid)
     p = Pipeline({"ztf": make_decoder("ztf")}, state, lambda: model)
     dropped: Counter[str] = Counter()

@@ -107,3 +107,6 @@ def test_committed_page_is_generated_from_the_committed_json(tmp_path: Path) -> 
              if c["content_hash"] == manifest["content_hash"]]  # fmt: skip
     assert len(names) == 1
     assert f"`models/default` is `{names[0]}`" in md.read_text()
+    # docs/surveys.md's summary of the old and the new default is the script's, from this JSON
+    surveys = (REPO / "docs" / "surveys.md").read_text()
+    assert script.surveys_block(doc["candidates"], names[0]) in surveys

@@ -50,6 +50,12 @@ def load_cnn(path: Path) -> str:
     return load_model(path).content_hash
 
 
+def load_branchnet(path: Path) -> str:
+    from dmdt.branchnet import BranchNetClassifier
+
+    return BranchNetClassifier.load(path, "cpu").content_hash
+
+
 KINDS: dict[str, tuple[Callable[[Path], object], Callable[[Path], str], str]] = {
     "cnn": (lambda p: tiny_cnn(p), load_cnn, "config.json"),
     "hybrid": (tiny_hybrid, load_hybrid, "model.json"),
@@ -185,5 +191,6 @@ def test_the_broker_serves_the_computed_hash(tmp_path: Path) -> None:
 def test_the_shipped_models_pass() -> None:
     repo = Path(__file__).resolve().parents[1] / "models"
     for folder in sorted(p for p in repo.iterdir() if (p / MANIFEST_FILE).is_file()):
-        kind = "hybrid" if (folder / "model.json").is_file() else "cnn"
-        assert KINDS[kind][1](folder) == manifest(folder)["content_hash"], folder.name
+        load = {"dmdt-model/1": load_cnn, "dmdt-hybrid/1": load_hybrid,
+                "dmdt-branchnet/1": load_branchnet}[manifest(folder)["format"]]  # fmt: skip
+        assert load(folder) == manifest(folder)["content_hash"], folder.name
