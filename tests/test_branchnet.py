@@ -34,6 +34,7 @@ from dmdt.classify import lightcurve_counts
 from dmdt.feature_models import feature_model_kind, publish_feature_model
 from dmdt.grids import get_grid
 from dmdt.lightcurves import LightCurve
+from dmdt.manifest import ArtifactError
 
 CLASSES = ["EW", "RRab", "LPV"]
 N_SOURCES = 5

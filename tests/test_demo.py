@@ -43,18 +43,20 @@ def test_demo_accuracy_says_which_curves_it_covers(tmp_path, capsys) -> None:
     from broker.demo import held_out_ids
     from broker.replay import load_source
     from broker.replay_plan import select_sources
-    from dmdt.classify import Classifier
     from trainer.evaluate import evaluate
+    from trainer.hybrid_fit import HybridPredictor
+    from trainer.predict import load_predictor
 
     out = tmp_path / "demo.json"
     code = main(["demo", "--limit", "40", "--quiet", "--device", "cpu", "--json", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     summary = json.loads(out.read_text())
-    clf = Classifier.from_checkpoint("default", device="cpu")
+    clf = load_predictor("default")  # any kind
     curves = select_sources(load_source("crts").items, limit_sources=40, seed=0)
     known = [lc for lc in curves if lc.label in clf.classes and len(lc) >= clf.model.min_points]
-    held = [lc for lc in known if lc.source_id in held_out_ids(clf)]
+    recorded = held_out_ids(clf.model if isinstance(clf, HybridPredictor) else clf)
+    held = [lc for lc in known if lc.source_id in recorded]
     assert summary["all_labelled"] == len(known)
     assert summary["all_accuracy"] == pytest.approx(evaluate(clf, known, "all")["accuracy"])
     if held:  # the shipped model records its held-out split
