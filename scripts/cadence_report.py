@@ -405,10 +405,10 @@ def surveys_block(cands: dict[str, Any], default: str) -> str:
         "| model | " + " | ".join(SHOWN[c] for c in cadence.CADENCES) + " | EROS-1 B | EROS-1 R |",
         "|---|" + "---|" * (len(cadence.CADENCES) + 2),
     ]
-    for name, c in (("paper-cnn (old default)", old), (f"{default} (default)", new)):
+    for name, tag, c in (("paper-cnn", "old default", old), (default, "default", new)):
         cells = [f"{c['held_out'][k]['accuracy']:.3f}" for k in cadence.CADENCES]
         cells += [f"{c['eros1'][b]['mean_right']:.3f}" for b in cadence_eval.EROS_BANDS]
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        lines.append(f"| `{name}` ({tag}) | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Every candidate, per class, on the 5 folds, and why the default is the one it is:"

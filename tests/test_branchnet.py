@@ -237,8 +237,8 @@ def test_fit_net_cli_trains_scores_and_loads(tmp_path: Path) -> None:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_shipped_default_is_the_cadence_trained_branch_net() -> None:
-    served = ModelSource("default", "cpu").current
+def test_shipped_branch_net_is_the_cadence_trained_one() -> None:
+    served = ModelSource(REPO / "models/branchnet-7-cadence", "cpu").current
     assert served.kind == "hybrid"  # served through the feature path
     model = served.classifier
     assert isinstance(model, BranchNetClassifier)
@@ -247,20 +247,21 @@ def test_shipped_default_is_the_cadence_trained_branch_net() -> None:
     assert options["augmentation"]["cadences"] == ["nightly", "ztf", "rubin"]
     assert options["augmentation"]["history_cuts"] == [20, 30, 50, 75, 100, 150, 200, 300]
     assert model.features_version == periodic.FEATURES_VERSION
-    card = (REPO / "models/default/README.md").read_text()
+    card = (REPO / "models/branchnet-7-cadence/README.md").read_text()
     assert model.version in card
     assert f"{model.metrics['accuracy']:.3f}" in card
 
 
 @pytest.mark.slow
-def test_evaluate_default_reproduces_its_held_out_record(tmp_path: Path) -> None:
-    """``dmdt-train evaluate default crts`` scores the held-out ids the model records (features
-    computed afresh) and gets the accuracy saved at training."""
+def test_evaluate_reproduces_the_branch_nets_held_out_record(tmp_path: Path) -> None:
+    """``dmdt-train evaluate models/branchnet-7-cadence crts`` scores the held-out ids the model
+    records (features computed afresh) and gets the accuracy saved at training."""
     from trainer.cli import main
 
-    assert main(["evaluate", "default", "crts", "--json", str(tmp_path / "e.json")]) == 0
+    folder = str(REPO / "models/branchnet-7-cadence")
+    assert main(["evaluate", folder, "crts", "--json", str(tmp_path / "e.json")]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
-    recorded = json.loads((REPO / "models/default/model.json").read_text())["metrics"]
+    recorded = json.loads((REPO / "models/branchnet-7-cadence/model.json").read_text())["metrics"]
     assert result["n"] == 1048
     # equal here; other hardware may compute a borderline feature or weight a little apart
     assert result["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.005)

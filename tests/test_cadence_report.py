@@ -110,3 +110,22 @@ def test_committed_page_is_generated_from_the_committed_json(tmp_path: Path) -> 
     # docs/surveys.md's summary of the old and the new default is the script's, from this JSON
     surveys = (REPO / "docs" / "surveys.md").read_text()
     assert script.surveys_block(doc["candidates"], names[0]) in surveys
+
+
+def test_shipped_default_is_the_cadence_trained_trees() -> None:
+    """models/default is the boosted trees trained on the cadence copies and first points, on
+    this code's periodic features, and its card quotes its version and held-out accuracy."""
+    from broker.models import ModelSource
+    from dmdt import periodic
+    from dmdt.hybrid import HybridClassifier
+
+    model = ModelSource("default", "cpu").current.classifier
+    assert isinstance(model, HybridClassifier)
+    assert model.classes == ["EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV"]
+    options = json.loads((REPO / "models/default/model.json").read_text())["training"]["options"]
+    assert options["cadences"] == ["nightly", "ztf", "rubin"]
+    assert options["history_cuts"] == [20, 30, 50, 75, 100, 150, 200, 300]
+    assert model.features_version == periodic.FEATURES_VERSION
+    card = (REPO / "models/default/README.md").read_text()
+    assert model.version in card
+    assert f"{model.metrics['accuracy']:.3f}" in card
