@@ -1,14 +1,13 @@
-"""Issue 5's acceptance test: no alert lost, no point counted twice, through kill -9 and scale-out.
+"""The scale-out acceptance scenario (tests/test_acceptance.py): no alert lost, no point counted
+twice, through kill -9 and scale-out; tests/test_restart.py and tests/test_faults.py reuse its
+checks.
 
-    python scripts/acceptance_scaleout.py                      # 1,000 CRTS curves, 30 points each
-    python scripts/acceptance_scaleout.py --sources 2000 --points 60 --json out.json
-
-Everything runs on this machine: a Tansu broker on 127.0.0.1 (or --bootstrap), `dmdt-broker run`
-consumers as subprocesses in one group, each with its own state dir (durable RocksDB store and the
-changelog topic, the defaults). The stream is the replay of the first --points detections of
---sources real CRTS light curves (one alert per detection, no history, global time order, keyed
-by source id), written by `replay_to_file` and appended to a topic of --partitions partitions in
-four slices:
+Everything runs on this machine: a Kafka-protocol broker (the suite's Tansu, or
+``KAFKA_BOOTSTRAP``), `dmdt-broker run` consumers as subprocesses in one group, each with its own
+state dir (durable RocksDB store and the changelog topic, the defaults). The stream is the replay
+of the first ``points`` detections of ``sources`` real CRTS light curves (one alert per
+detection, no history, global time order, keyed by source id), written by `replay_to_file` and
+appended to a topic of ``partitions`` partitions in four slices:
 
 1. slice 1; consumers A, B, C start and join;
 2. slice 2, in 20 chunks over about 5 s; B is killed with SIGKILL after the 8th, while the
@@ -27,13 +26,10 @@ into an empty store equals the plain numpy dmdt counts (`dmdt.reference`) of eve
 the same replay is appended again and the same four consumers run it: no changelog row is written
 (no histogram changed) and every output of the second run carries the full point count. Then all
 four get SIGTERM and exit 0, and the group has committed every input offset of both runs.
-
-Exit status 0 when every check passes. --json writes the figures.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -48,23 +44,20 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from broker.changelog import MARKER_KEY, Changelog, ensure_changelogs  # noqa: E402
-from broker.durable import DurableState  # noqa: E402
-from broker.encode import Classification, decode_classification  # noqa: E402
-from broker.kafka import AlertConsumer, AlertProducer, Record  # noqa: E402
-from broker.kafka_admin import PartitionReader, create_topics, wait_for_topics  # noqa: E402
-from broker.replay import ReplaySource, load_source, read_stream, replay_to_file  # noqa: E402
-from broker.replay_plan import select_sources  # noqa: E402
-from broker.settings import BrokerSettings  # noqa: E402
-from broker.store import RocksStore, decode_row  # noqa: E402
-from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name  # noqa: E402
-from dmdt.classify import Classifier  # noqa: E402
-from dmdt.grids import get_grid  # noqa: E402
-from dmdt.lightcurves import LightCurve  # noqa: E402
-from dmdt.reference import numpy_counts  # noqa: E402
+from broker.changelog import MARKER_KEY, Changelog, ensure_changelogs
+from broker.durable import DurableState
+from broker.encode import Classification, decode_classification
+from broker.kafka import AlertConsumer, AlertProducer, Record
+from broker.kafka_admin import PartitionReader, create_topics, wait_for_topics
+from broker.replay import ReplaySource, load_source, read_stream, replay_to_file
+from broker.replay_plan import select_sources
+from broker.settings import BrokerSettings
+from broker.store import RocksStore, decode_row
+from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from dmdt.classify import Classifier
+from dmdt.grids import get_grid
+from dmdt.lightcurves import LightCurve
+from dmdt.reference import numpy_counts
 
 MIN_POINTS = 2  # classify from the second point on, so (almost) every alert has an output
 
@@ -143,7 +136,7 @@ class Consumer:
         with self.log.open("a") as log:
             log.write(f"--- start {self.starts}\n")
             log.flush()
-            self.proc = subprocess.Popen(  # noqa: S603 (our own CLI)
+            self.proc = subprocess.Popen(
                 self.argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.state_dir.parent
             )
 
@@ -412,7 +405,6 @@ def run_acceptance(
         work = Path(workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         if model is None:
-            sys.path.insert(0, str(REPO / "tests"))
             from stream_helpers import tiny_model
 
             model = str(tiny_model(work / "model").path)
@@ -529,37 +521,3 @@ def _brief(f: Figures) -> dict[str, Any]:
     d = asdict(f)
     d.pop("timings_s")
     return d
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run the scenario, print the figures, exit 0 when every check passes."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--bootstrap", help="an existing Kafka cluster (default: start Tansu)")
-    p.add_argument("--sources", type=int, default=1000, help="CRTS light curves (default 1000)")
-    p.add_argument("--points", type=int, default=30, help="first N detections of each (30)")
-    p.add_argument("--partitions", type=int, default=6, help="input topic partitions (6)")
-    p.add_argument("--batch-size", type=int, default=500, help="consumer batch size (500)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--assignment",
-        default="cooperative-sticky",
-        help="partition.assignment.strategy of the consumers (default: cooperative-sticky)",
-    )
-    p.add_argument("--model", default=None, help="model directory (default: a tiny random CNN)")
-    p.add_argument("--workdir", type=Path, default=None, help="keep state dirs and logs here")
-    p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
-    args = p.parse_args(argv)
-    figures = run_acceptance(
-        bootstrap=args.bootstrap, sources=args.sources, points=args.points,
-        partitions=args.partitions, seed=args.seed, model=args.model,
-        batch_size=args.batch_size, assignment=args.assignment, workdir=args.workdir,
-    )  # fmt: skip
-    report = {**asdict(figures), "ok": figures.ok}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if figures.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
