@@ -1,4 +1,5 @@
-"""The paper-results script in --quick mode, and the robust-PCA function on a synthetic matrix."""
+"""The paper's experiments (python -m research.paper) in --quick mode, and the robust-PCA function
+on a synthetic matrix."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.experiments import rpca
+from research.paper import rpca
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = (
@@ -62,7 +63,8 @@ def test_paper_results_quick(tmp_path: Path) -> None:
     results, doc = tmp_path / "results", tmp_path / "results.md"
     cmd = [
         sys.executable,
-        str(REPO / "scripts/paper_results.py"),
+        "-m",
+        "research.paper",
         "--quick",
         "--results-dir",
         str(results),
@@ -91,7 +93,7 @@ def test_paper_results_quick(tmp_path: Path) -> None:
         assert heading in text
     assert "not available" in text
     assert "Smoke run" in text
-    assert "python scripts/paper_results.py" in text
+    assert "python -m research.paper" in text
     # A second run reuses the cache: nothing is recomputed.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0
