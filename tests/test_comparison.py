@@ -63,6 +63,9 @@ def test_harness_quick_runs_resumes_and_writes_the_table(tmp_path: Path) -> None
             pred = z["probs"][held].astype(float).argmax(axis=1)
             acc = np.mean(np.array(doc["classes"])[pred] == z["labels"][held])
             assert acc == pytest.approx(doc["parts"]["held_out"]["accuracy"], abs=0.02)
+            # the predicted classes, kept beside the probabilities, give the scores exactly
+            saved = np.array(doc["classes"])[z["pred"][held]]
+            assert np.mean(saved == z["labels"][held]) == doc["parts"]["held_out"]["accuracy"]
     folds7 = json.loads((out / "folds_7.json").read_text())
     assert set(folds7["fold"].values()) == {-1, 0, 1, 2, 3, 4}
     text = (out / "beyond.md").read_text()
@@ -144,3 +147,21 @@ def test_cut_features_of_a_view_leave_too_short_views_missing() -> None:
     assert 20 // 4 < MIN_VIEW_POINTS <= 60 // 4
     assert np.all(np.isnan(x[0, :width]))
     assert not np.any(np.isnan(x[0, width:]))
+
+
+def test_the_committed_predictions_give_the_committed_scores() -> None:
+    """Each row's per-curve predicted classes (probs/<model>.npz) give, part by part, the
+    accuracy and confusion matrix its JSON records."""
+    for path in sorted((REPO / "docs/beyond").glob("*.json")):
+        if path.stem.startswith("folds") or path.stem == "feature_cost":
+            continue
+        doc = json.loads(path.read_text())
+        with np.load(REPO / "docs/beyond/probs" / f"{path.stem}.npz") as z:
+            index = {c: i for i, c in enumerate(doc["classes"])}
+            for part, r in doc["parts"].items():
+                rows = z["part"] == part
+                truth = np.array([index[c] for c in z["labels"][rows]])
+                cm = np.zeros((len(index), len(index)), dtype=int)
+                np.add.at(cm, (truth, z["pred"][rows]), 1)
+                assert cm.tolist() == r["confusion_matrix"], (path.stem, part)
+                assert np.mean(z["pred"][rows] == truth) == r["accuracy"], (path.stem, part)

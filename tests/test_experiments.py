@@ -98,3 +98,21 @@ def test_paper_results_quick(tmp_path: Path) -> None:
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0
     assert "  forest/" not in again.stdout
+
+
+def test_the_committed_page_is_the_report_of_the_committed_results(tmp_path: Path) -> None:
+    """docs/results.md regenerated from the committed results alone (docs/results/*.json, the
+    figures the experiments drew, docs/beyond/*.json) is the committed page, byte for byte, and
+    the figures the report redraws are the committed ones."""
+    for folder, pattern in (("results", "*.*"), ("beyond", "*.json")):
+        (tmp_path / folder).mkdir()
+        for path in (REPO / "docs" / folder).glob(pattern):
+            (tmp_path / folder / path.name).write_bytes(path.read_bytes())
+    doc = tmp_path / "results.md"
+    cmd = [sys.executable, "-m", "research.paper", "--report-only",
+           "--results-dir", str(tmp_path / "results"), "--doc", str(doc)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert doc.read_bytes() == (REPO / "docs/results.md").read_bytes()
+    for png in (tmp_path / "results").glob("*.png"):
+        assert png.read_bytes() == (REPO / "docs/results" / png.name).read_bytes(), png.name

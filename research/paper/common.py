@@ -17,6 +17,7 @@ from dmdt.classify import deterministic
 from dmdt.grids import Grid, get_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net
+from research.cache import write_json
 from trainer import data
 from trainer.evaluate import classification_metrics
 from trainer.fit import FitOptions, seed_everything, torch_threads, train_net
@@ -165,9 +166,7 @@ class Store:
         return doc
 
     def _write(self, name: str, doc: dict[str, Any]) -> None:
-        tmp = self.path(name).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
-        tmp.replace(self.path(name))
+        write_json(self.path(name), doc)
 
 
 def summary(result: dict[str, Any]) -> str:
