@@ -107,3 +107,12 @@ def test_committed_page_is_generated_from_the_committed_json(tmp_path: Path) -> 
              if c["content_hash"] == manifest["content_hash"]]  # fmt: skip
     assert len(names) == 1
     assert f"`models/default` is `{names[0]}`" in md.read_text()
+    # docs/surveys.md's summary of the old and the new default comes from this JSON too
+    assert report.default_name(doc) == names[0]
+    block = report.surveys_block(doc["candidates"], names[0])
+    old = doc["candidates"]["paper-cnn"]["held_out"]
+    crts, nightly = old["crts"]["accuracy"], old["nightly"]["accuracy"]
+    row = f"| `paper-cnn (old default)` | {crts:.3f} | {nightly:.3f} |"
+    assert row in block
+    assert block.startswith(report.SURVEYS_BEGIN)
+    assert block.endswith(report.SURVEYS_END)

@@ -26,13 +26,23 @@ from dmdt import periodic
 from research.cache import write_json
 from research.cadence import measure as cadence_eval
 from research.cadence.candidates import AUGMENT, CANDIDATES, Candidate, command_of
-from research.cadence.report import PARTS, write_report
-from research.pages import markdown_path
+from research.cadence.report import (
+    PARTS,
+    SURVEYS_BEGIN,
+    SURVEYS_END,
+    SURVEYS_MARK,
+    default_name,
+    surveys_block,
+    write_report,
+)
+from research.pages import markdown_path, replace_block
 from trainer import cadence
 from trainer.hybrid_fit import STREAM_CUTS
 from trainer.split import part_indices
 
 ROOT = Path(__file__).resolve().parents[2]
+
+SURVEYS = ROOT / "docs" / "surveys.md"  # holds a summary of the old and the new default
 
 
 def model_path(c: Candidate, models: Path) -> Path:
@@ -86,6 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     if doc.get("meta", {}).get("features_version") != periodic.FEATURES_VERSION:
         doc = {}  # measured with other periodic features: start again
+    # recorded now, so that an interrupted run resumes instead of starting again
+    doc["meta"] = {**doc.get("meta", {}), "features_version": periodic.FEATURES_VERSION}
     doc.setdefault("candidates", {})
     doc.setdefault("folds", {})
     curves = cadence_eval.Curves(args.cache)
@@ -180,5 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads(path.read_text()) if args.report_only else run(args)
     md = markdown_path(args.out, ROOT, "cadence")
     write_report(doc, args.out, md)
+    default = default_name(doc)
+    if (
+        md == ROOT / "docs" / "cadence.md"
+        and default is not None
+        and "paper-cnn" in doc["candidates"]
+    ):
+        text = SURVEYS.read_text().replace(SURVEYS_MARK, f"{SURVEYS_BEGIN}\n{SURVEYS_END}")
+        block = surveys_block(doc["candidates"], default)
+        SURVEYS.write_text(replace_block(text, block, SURVEYS_BEGIN, SURVEYS_END))
     print(f"wrote {md} and {args.out / 'cadence.png'}")
     return 0

@@ -35,7 +35,7 @@ import numpy as np
 from broker import photometry as ph
 from broker.decode import JD_MINUS_MJD, RubinDecoder, make_decoder
 from broker.kafka import Record
-from broker.models import ServedModel
+from broker.models import ModelSource
 from broker.pipeline import Pipeline
 from broker.state import MemoryState
 from broker.testing import rubin_messages, ztf_messages
@@ -81,10 +81,8 @@ def distinct_detections(alerts: list[tuple[dict[str, Any], bytes]]) -> list[dict
 def state_after(alerts: list[tuple[dict[str, Any], bytes]]) -> tuple[MemoryState, Counter[str]]:
     """The night through the broker's pipeline (min_points high: nothing is classified); the
     state it leaves and the detections it left out, by reason (per message)."""
-    from dmdt.classify import Classifier
-
-    # any served model: the photometry does not depend on it (the paper CNN: a plain checkpoint)
-    model = ServedModel.of(Classifier.from_checkpoint(ROOT / "models" / "paper-cnn", "cpu"), 10**6)
+    # any served model: the photometry does not depend on it
+    model = ModelSource(ROOT / "models" / "paper-cnn", "cpu", min_points=10**6).current
     state = MemoryState(model.grid)
     p = Pipeline({"ztf": make_decoder("ztf")}, state, lambda: model)
     dropped: Counter[str] = Counter()
