@@ -453,10 +453,10 @@ def _side_by_side(store: Store, out: list[str]) -> None:
     out.append("## Every model side by side\n")
     out.append(
         "Each model measured in this repository, from the saved JSON (`docs/results/` for the "
-        "paper's reproduction, `docs/beyond/` for issue 7's models, `python -m "
+        "paper's reproduction, `docs/beyond/` for the later models, `python -m "
         "research.comparison`). Paper reproductions: mean ± std over seeded 80/20 splits, and "
-        "split 0 alone, whose test part is the held-out part of issue 7's harness (20% per "
-        "class, stratified, seed 0). Issue 7's models: mean ± std over 5 folds of the other 80% "
+        "split 0 alone, whose test part is the held-out part of the later models' harness (20% per "
+        "class, stratified, seed 0). The later models: mean ± std over 5 folds of the other 80% "
         "(train on 4), and held-out (train on all 5 folds). Sorted by held-out accuracy; issue "
         "7's targets: accuracy ≥ 0.93, macro-F1 ≥ 0.92, RRd recall ≥ 0.80.\n"
     )

@@ -63,7 +63,7 @@ GPU = (
     " figure on one is quoted: `python benchmarks/bench_periods_gpu.py` (on a GPU machine)"
     " prints refreshed sources per second with the grid stage on the GPU and the rest on the"
     " CPU's threads, the CPU-only rates beside them, and how many periods and classes of the"
-    " shipped stream model agree between the two paths. The issue's target there (>= 50,000"
+    " shipped stream model agree between the two paths. The target there (>= 50,000"
     " refreshed sources per second) needs the stages after the grid on the GPU too: on the CPU"
     " they cost about 1 ms per source per core."
 )
@@ -79,7 +79,7 @@ MULTIBAND = (
     " period right on 48 of 60, the better band alone on 38) and on EROS-1's B and R against"
     " its catalogue (`tests/test_periods_multiband.py`; the table above)."
 )
-TARGET_AMP, TARGET_N = 3.0, 60  # the issue's target: amplitude >= 3 median errors, >= 60 points
+TARGET_AMP, TARGET_N = 3.0, 60  # the target: amplitude >= 3 median errors, >= 60 points
 SURVEY_NAMES = {"crts": "CRTS", "eros1": "EROS-1", "ztf": "ZTF alerts"}
 
 
@@ -88,7 +88,7 @@ def pct(x: float) -> str:
 
 
 def target_region(survey: str) -> tuple[str, dict[str, Any]]:
-    """The issue's target region for ``survey`` (ZTF alerts never reach 60 points: all sizes)."""
+    """The target region for ``survey`` (ZTF alerts never reach 60 points: all sizes)."""
     if survey == "ztf":
         return "amplitude >= 3, 20-40 points (no ZTF alert curve has 60)", {
             "amp": lambda a: a >= TARGET_AMP
