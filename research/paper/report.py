@@ -457,8 +457,8 @@ def _side_by_side(store: Store, out: list[str]) -> None:
         "research.comparison`). Paper reproductions: mean ± std over seeded 80/20 splits, and "
         "split 0 alone, whose test part is the held-out part of the later models' harness (20% per "
         "class, stratified, seed 0). The later models: mean ± std over 5 folds of the other 80% "
-        "(train on 4), and held-out (train on all 5 folds). Sorted by held-out accuracy; issue "
-        "7's targets: accuracy ≥ 0.93, macro-F1 ≥ 0.92, RRd recall ≥ 0.80.\n"
+        "(train on 4), and held-out (train on all 5 folds). Sorted by held-out accuracy; the "
+        "accuracy targets: accuracy ≥ 0.93, macro-F1 ≥ 0.92, RRd recall ≥ 0.80.\n"
     )
     head = (
         "| model | source | evaluation | accuracy | macro-F1 | RRd recall | held-out accuracy "
