@@ -32,8 +32,8 @@ test: $(STAMP)  ## the test suite (starts its own Kafka-protocol broker on 127.0
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check dmdt broker trainer tests benchmarks
-	$(BIN)/ruff format --check dmdt broker trainer tests benchmarks
+	$(BIN)/ruff check dmdt broker trainer research tests benchmarks scripts
+	$(BIN)/ruff format --check dmdt broker trainer research tests benchmarks scripts
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## speed benchmarks (ratios against references in the same process)

@@ -1,9 +1,6 @@
 """The dmdt engine's checked boundary: validate once, then hand plain arrays to the kernels.
 
 - :func:`counts` / :func:`counts_many`: the pair histogram of whole light curves.
-- :class:`DmdtState` / :func:`update_many`: a source's stored history and counts, updated with
-  only the n new pairs a new point brings, in any arrival order; a point whose time is already
-  held is skipped, so redelivered or repeated detections never count twice.
 - :func:`normalize`: the paper's image, ``int(255 * count / p + 0.99999)`` with p = n(n-1)/2.
 
 Counts are int32: a light curve may hold up to ``MAX_POINTS`` points (its pair count fits).
@@ -12,12 +9,11 @@ Counts are int32: a light curve may hold up to ``MAX_POINTS`` points (its pair c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 
-from dmdt import incremental, kernels
+from dmdt import kernels
 from dmdt.grids import Grid, get_grid
 
 MAX_POINTS = 65_535  # n(n-1)/2 < 2**31
@@ -139,104 +135,3 @@ def normalize(counts: np.ndarray, n_points: int | np.ndarray) -> np.ndarray:
 def image(t: ArrayLike, m: ArrayLike, grid: str | Grid | None = None) -> np.ndarray:
     """The paper's uint8 dmdt image of one light curve."""
     return normalize(counts(t, m, grid), np.size(t))
-
-
-@dataclass
-class DmdtState:
-    """One source's (one band's) stored history, sorted by time with distinct times, and counts.
-
-    ``counts`` always equals :func:`counts` of ``(t, m)``; ``add`` keeps it so by adding only the
-    pairs the new points bring.
-    """
-
-    grid: Grid
-    t: np.ndarray = field(default_factory=lambda: np.empty(0))
-    m: np.ndarray = field(default_factory=lambda: np.empty(0))
-    err: np.ndarray = field(default_factory=lambda: np.empty(0))
-    counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
-
-    def __post_init__(self) -> None:
-        if self.counts.size == 0:
-            self.counts = np.zeros(self.grid.shape, dtype=np.int32)
-
-    @property
-    def n_points(self) -> int:
-        """Number of distinct points held."""
-        return int(self.t.size)
-
-    def image(self) -> np.ndarray:
-        """The paper's uint8 image of the points held."""
-        return normalize(self.counts, self.n_points)
-
-    def add(self, t: ArrayLike, m: ArrayLike, err: ArrayLike | None = None) -> int:
-        """Add points in any order; returns how many were new (the rest were already held)."""
-        return int(update_many([self], [(t, m, err)])[0])
-
-
-def update_many(
-    states: Sequence[DmdtState],
-    new_points: Sequence[tuple[ArrayLike, ArrayLike, ArrayLike | None]],
-    n_threads: int | None = None,
-) -> np.ndarray:
-    """Add new points to many states in one kernel call; returns the number added per state.
-
-    All states must share one grid. Validation happens before any state changes: a bad input
-    raises ``ValueError`` and leaves every state as it was.
-    """
-    if len(states) != len(new_points):
-        raise ValueError("one entry of new points per state is required")
-    if not states:
-        return np.zeros(0, dtype=np.int64)
-    g = states[0].grid
-    new_t, new_m, new_e = [], [], []
-    for s, (t, m, e) in zip(states, new_points, strict=True):
-        if s.grid is not g and s.grid != g:
-            raise ValueError("update_many needs states that share one grid")
-        tv, mv = _vector("t", t), _vector("m", m)
-        ev = np.full(tv.size, np.nan) if e is None else np.ascontiguousarray(e, dtype=np.float64)
-        if not (tv.size == mv.size == ev.size):
-            raise ValueError(
-                f"new points differ in length: t {tv.size}, m {mv.size}, err {ev.size}"
-            )
-        if s.t.size + tv.size > MAX_POINTS:
-            raise ValueError(f"a source would exceed {MAX_POINTS} points")
-        new_t.append(tv)
-        new_m.append(mv)
-        new_e.append(ev)
-
-    hoff = _offsets([s.t.size for s in states])
-    noff = _offsets([t.size for t in new_t])
-    counts_arr = np.stack([s.counts for s in states])
-    size = int(hoff[-1] + noff[-1])
-    ot, om, oe = np.empty(size), np.empty(size), np.empty(size)
-    with _threads(n_threads):
-        lengths = incremental.update_copy(
-            np.concatenate([s.t for s in states]),
-            np.concatenate([s.m for s in states]),
-            np.concatenate([s.err for s in states]),
-            hoff,
-            np.concatenate(new_t),
-            np.concatenate(new_m),
-            np.concatenate(new_e),
-            noff,
-            kernel_grid(g),
-            counts_arr,
-            ot,
-            om,
-            oe,
-        )
-    added = np.empty(len(states), dtype=np.int64)
-    for i, s in enumerate(states):
-        o = int(hoff[i] + noff[i])
-        k = int(lengths[i])
-        added[i] = k - s.t.size
-        # copies, not views: a view would keep this whole batch's buffer alive
-        s.t, s.m, s.err = ot[o : o + k].copy(), om[o : o + k].copy(), oe[o : o + k].copy()
-        s.counts = counts_arr[i].copy()
-    return added
-
-
-def _offsets(sizes: Sequence[int]) -> np.ndarray:
-    off = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=off[1:])
-    return off

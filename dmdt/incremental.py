@@ -5,8 +5,6 @@ whose time is already held (or came earlier in the same batch) is skipped, so re
 and the history that every ZTF alert repeats never count twice. The counts after any sequence of
 updates equal :func:`dmdt.kernels.counts_sorted` of the distinct points held (tested).
 
-Two layouts share the same steps (accept, add pairs, merge):
-- :func:`update_copy`: sources given as separate arrays, results in new buffers (``DmdtState``);
 - :func:`update_slots`: sources stored as slots of one flat arena (``HistogramTable``), updated
   in place; the caller guarantees each slot's capacity.
 """
@@ -90,30 +88,6 @@ def _merge_back(ot, om, oe, n, at, am, ae, na):  # type: ignore[no-untyped-def]
             oe[k] = ae[j]
             j -= 1
         k -= 1
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def update_copy(ht, hm, he, hoff, nt, nm, ne, noff, g, counts, ot, om, oe):  # type: ignore[no-untyped-def]
-    """Sources given as concatenated slices (history ``hoff``, new points ``noff``); merged
-    histories go to ``o*`` at ``hoff[i] + noff[i]``. ``counts[i]`` updated in place.
-    Returns the merged lengths."""
-    n_src = hoff.size - 1
-    lengths = np.empty(n_src, dtype=np.int64)
-    for i in prange(n_src):
-        a, b = hoff[i], hoff[i + 1]
-        c, d = noff[i], noff[i + 1]
-        o = a + c
-        n = b - a
-        at, am, ae, na = _accept(ht[a:b], nt[c:d], nm[c:d], ne[c:d])
-        hm_pad = np.zeros(n + _PAD)
-        hm_pad[:n] = hm[a:b]
-        _add_pairs(ht[a:b], hm[a:b], hm_pad, at, am, na, g, counts[i])
-        ot[o : o + n] = ht[a:b]
-        om[o : o + n] = hm[a:b]
-        oe[o : o + n] = he[a:b]
-        _merge_back(ot[o:], om[o:], oe[o:], n, at, am, ae, na)
-        lengths[i] = n + na
-    return lengths
 
 
 @njit(cache=True, nogil=True, parallel=True)

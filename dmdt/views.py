@@ -1,4 +1,4 @@
-"""Views of a light curve that the periodic features can be computed on (issue 7).
+"""Views of a light curve that the periodic features can be computed on.
 
 CRTS observes a field in visits of four exposures about 10 minutes apart, a few times a month.
 :func:`intravisit_clip` drops points that disagree with the rest of their visit (a star does not

@@ -1,5 +1,6 @@
-"""Issue 7, calibration and open set: the metrics on synthetic cases whose answer is known, and
-the report script in --quick mode."""
+"""Calibration (trainer/calibration.py, research/calibration/) and the open set: the metrics on
+synthetic cases whose answer is known, the run in --quick mode, and the committed page as the
+report of the committed results."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.special import softmax
-from script_helpers import load_script
 
+from research.calibration import metrics as rel
+from research.calibration import openset, runner
 from trainer import calibration as cal
-from trainer import openset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def overconfident_sample(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.
 def test_ece_near_zero_when_calibrated() -> None:
     probs, labels = calibrated_sample(20_000, 5)
     assert cal.ece(probs, labels) < 0.015
-    assert cal.classwise_ece(probs, labels) < 0.01
+    assert rel.classwise_ece(probs, labels) < 0.01
 
 
 def test_ece_of_constant_overconfidence() -> None:
@@ -44,7 +45,7 @@ def test_ece_of_constant_overconfidence() -> None:
     probs = np.tile([0.9, 0.05, 0.05], (1000, 1))
     labels = np.r_[np.zeros(500, int), np.ones(500, int)]
     assert cal.ece(probs, labels) == pytest.approx(0.4)
-    r = cal.reliability(probs, labels)
+    r = rel.reliability(probs, labels)
     assert sum(r["count"]) == 1000
     assert r["accuracy"][13] == pytest.approx(0.5)  # 0.9 falls in bin [0.867, 0.933)
 
@@ -52,12 +53,12 @@ def test_ece_of_constant_overconfidence() -> None:
 def test_brier_and_log_loss_bounds() -> None:
     labels = np.array([0, 1, 2])
     perfect = np.eye(3)
-    assert cal.brier(perfect, labels) == 0.0
-    assert cal.log_loss(perfect, labels) == pytest.approx(0.0, abs=1e-9)
+    assert rel.brier(perfect, labels) == 0.0
+    assert rel.log_loss(perfect, labels) == pytest.approx(0.0, abs=1e-9)
     wrong = np.eye(3)[[1, 2, 0]]
-    assert cal.brier(wrong, labels) == pytest.approx(2.0)
+    assert rel.brier(wrong, labels) == pytest.approx(2.0)
     uniform = np.full((3, 3), 1 / 3)
-    assert cal.log_loss(uniform, labels) == pytest.approx(np.log(3))
+    assert rel.log_loss(uniform, labels) == pytest.approx(np.log(3))
 
 
 def test_temperature_scaling_fixes_overconfidence() -> None:
@@ -65,7 +66,7 @@ def test_temperature_scaling_fixes_overconfidence() -> None:
     t = cal.fit_temperature(logits, labels)
     assert t == pytest.approx(3.0, rel=0.15)
     before, after = softmax(logits, axis=1), cal.apply_temperature(logits, t)
-    assert cal.log_loss(after, labels) < cal.log_loss(before, labels) - 0.1
+    assert rel.log_loss(after, labels) < rel.log_loss(before, labels) - 0.1
     assert cal.ece(after, labels) < cal.ece(before, labels) / 2
     np.testing.assert_array_equal(after.argmax(1), before.argmax(1))  # accuracy unchanged
     # log-probabilities as logits (tree models) give the same temperature
@@ -80,7 +81,7 @@ def test_temperature_is_one_when_calibrated() -> None:
 def test_isotonic_reduces_ece_out_of_sample() -> None:
     logits, labels = overconfident_sample(6000, 3, seed=2)
     probs = softmax(logits, axis=1)
-    iso = cal.IsotonicOvR().fit(probs[:3000], labels[:3000])
+    iso = rel.IsotonicOvR().fit(probs[:3000], labels[:3000])
     out = iso.transform(probs[3000:])
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
     assert cal.ece(out, labels[3000:]) < cal.ece(probs[3000:], labels[3000:]) / 2
@@ -88,7 +89,8 @@ def test_isotonic_reduces_ece_out_of_sample() -> None:
 
 def test_reliability_diagram_writes_png(tmp_path) -> None:
     probs, labels = calibrated_sample(500, 3)
-    path = cal.reliability_diagram({"model": (probs, labels)}, tmp_path / "r.png", "test")
+    table = (rel.reliability(probs, labels), cal.ece(probs, labels))
+    path = rel.reliability_diagram({"model": table}, tmp_path / "r.png", "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -137,10 +139,9 @@ def test_knn_distance_flags_far_points() -> None:
 
 @pytest.mark.slow
 def test_calibration_report_quick_and_probs_file(tmp_path: Path) -> None:
-    script = load_script("calibration_report")
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = ["--quick", "--per-class", "8", "--out", str(out), "--cache", str(cache)]
-    assert script.main(args) == 0
+    assert runner.main(args) == 0
     c = json.loads((out / "calibration.json").read_text())
     assert c["temperature"] > 0
     assert set(c["held_out"]) == {"uncalibrated", "temperature", "isotonic"}
@@ -153,13 +154,14 @@ def test_calibration_report_quick_and_probs_file(tmp_path: Path) -> None:
     oc = json.loads((out / "other_class.json").read_text())
     assert set(oc["per_type"]) == set(o["n_other"])
     assert (out / "reliability_held_out.png").stat().st_size > 1000
-    assert "python scripts/calibration_report.py --quick" in (out / "calibration.md").read_text()
+    assert "python -m research.calibration --quick" in (out / "calibration.md").read_text()
 
     # the same predictions as a saved-probabilities file (string parts, another class order,
     # labels as names, no logits) give the same calibration
-    budget = script.beyond.Budget(name="quick", per_class=8, gbm_trees=20)
-    d = script.load_data(budget, out / "folds", cache)  # the one main() built
-    p = script.own_predictions(d, 20, out / "work" / "gbm_periodic_balanced_7")
+    budget = runner.harness.Budget(name="quick", per_class=8, gbm_trees=20)
+    d = runner.load_data(budget, out / "folds", cache)  # the one main() built
+    work = out / "work" / f"{runner.FEATURES}-{d.ds7.data_hash[:12]}" / "gbm_balanced_7"
+    p = runner.own_predictions(d, 20, work)
     order = np.arange(len(d.classes))[::-1]
     parts = np.array(["held_out" if f < 0 else f"fold{f}" for f in p["part"]])
     path = tmp_path / "probs.npz"
@@ -169,10 +171,25 @@ def test_calibration_report_quick_and_probs_file(tmp_path: Path) -> None:
         other_ids=p["other_ids"], other_labels=p["other_labels"],
         other_probs=p["other_probs"][:, order],
     )  # fmt: skip
-    q = script.read_probs(path, d)
+    q = runner.read_probs(path, d)
     np.testing.assert_allclose(q["probs"], p["probs"])
-    c2 = script.calibration_part(q, tmp_path / "again", "file")
+    c2 = runner.calibration_part(q, "file")
     assert c2["temperature"] == pytest.approx(c["temperature"], rel=1e-3)
     assert c2["held_out"]["temperature"]["log_loss"] == pytest.approx(
         c["held_out"]["temperature"]["log_loss"], rel=1e-3
     )
+
+
+def test_the_committed_page_is_the_report_of_the_committed_results(tmp_path: Path) -> None:
+    """docs/calibration.md and the held-out reliability figure regenerated from
+    docs/calibration/*.json alone are the committed ones, byte for byte."""
+    out = tmp_path / "calibration"
+    out.mkdir()
+    for name in ("calibration.json", "openset.json", "other_class.json"):
+        (out / name).write_bytes((REPO / "docs/calibration" / name).read_bytes())
+    doc = tmp_path / "calibration.md"
+    assert runner.main(["--out", str(out), "--doc", str(doc), "--report-only"]) == 0
+    committed = (REPO / "docs/calibration.md").read_text()
+    assert doc.read_text().replace(f"`{out}/`", "`docs/calibration/`") == committed
+    figure = "reliability_held_out.png"
+    assert (out / figure).read_bytes() == (REPO / "docs/calibration" / figure).read_bytes()

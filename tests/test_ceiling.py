@@ -1,5 +1,6 @@
-"""Issue 7's ceiling analysis: stratified fractions, the learning-curve fit, quality bins, the
-learning curve itself (in one process and in two) and scripts/beyond_ceiling.py --quick."""
+"""Where the accuracy stops (research.ceiling): stratified fractions, the learning-curve fit,
+quality bins, the learning curve itself (in one process and in two), the run in --quick mode, and
+the committed page as the report of the committed results."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from script_helpers import load_script
 
-from trainer import beyond, ceiling
+from research.ceiling import learning_curve as ceiling
+from research.ceiling import report, runner
+from trainer.split import HELD_OUT, N_FOLDS, fold_ids, part_indices
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +82,7 @@ def _separable(n_per_class: int = 40) -> tuple[np.ndarray, np.ndarray]:
 def test_learning_curve_is_the_same_in_one_process_and_in_two() -> None:
     pytest.importorskip("lightgbm")
     x, labels = _separable()
-    folds = beyond.fold_ids(labels)
+    folds = fold_ids(labels)
     plan = [(0.5, 2), (1.0, 1)]
     parts = ["fold0", "fold1"]
     one = ceiling.learning_curve(x, labels, folds, 3, 2, plan, parts, jobs=1)
@@ -98,7 +100,7 @@ def test_learning_curve_is_the_same_in_one_process_and_in_two() -> None:
         assert np.array_equal(a.pred, b.pred)
     full = [p for p in one if p.fraction == 1.0]
     half = [p for p in one if p.fraction == 0.5]
-    train, test = beyond.part_indices(folds, "fold0")
+    train, test = part_indices(folds, "fold0")
     assert full[0].n_train == train.size
     assert half[0].n_train == pytest.approx(train.size / 2, abs=3)
     assert np.array_equal(full[0].test, test)
@@ -114,17 +116,16 @@ def test_ceiling_script_quick_writes_its_report_and_leaves_the_docs_alone(tmp_pa
     pytest.importorskip("lightgbm")
     committed = REPO / "docs/ceiling.md"
     before = committed.read_bytes() if committed.exists() else None
-    script = load_script("beyond_ceiling")
     out = tmp_path / "out"
     args = ["--quick", "--out", str(out), "--cache", str(tmp_path / "cache"), "--jobs", "1"]
-    assert script.main(args) == 0
+    assert runner.main(args) == 0
     doc = json.loads((out / "ceiling.json").read_text())
-    assert len(doc["points"]) == sum(r for _, r in script.QUICK_PLAN) * beyond.N_FOLDS
-    assert [r["fraction"] for r in doc["learning_curve"]] == [f for f, _ in script.QUICK_PLAN]
-    assert set(doc["saturation"]) == set(script.TARGETS)
-    assert set(doc["quality_bins"]) == set(script.QUALITY)
+    assert len(doc["points"]) == sum(r for _, r in runner.QUICK_PLAN) * N_FOLDS
+    assert [r["fraction"] for r in doc["learning_curve"]] == [f for f, _ in runner.QUICK_PLAN]
+    assert set(doc["saturation"]) == set(report.TARGETS)
+    assert set(doc["quality_bins"]) == set(report.QUALITY)
     folds = json.loads((out / "folds_7.json").read_text())["fold"]
-    in_folds = sum(f != beyond.HELD_OUT for f in folds.values())
+    in_folds = sum(f != HELD_OUT for f in folds.values())
     for bins in doc["quality_bins"].values():  # every fold curve once, no held-out curve
         assert sum(b["n"] for b in bins) == in_folds
     assert (out / "ceiling.png").stat().st_size > 10_000
@@ -133,5 +134,17 @@ def test_ceiling_script_quick_writes_its_report_and_leaves_the_docs_alone(tmp_pa
     assert "](ceiling.png)" in text
     assert (committed.read_bytes() if committed.exists() else None) == before
     (out / "ceiling.md").unlink()
-    assert script.main([*args, "--report-only"]) == 0  # from the JSON alone
+    assert runner.main([*args, "--report-only"]) == 0  # from the JSON alone
     assert (out / "ceiling.md").read_text() == text
+
+
+def test_the_committed_page_is_the_report_of_the_committed_results(tmp_path: Path) -> None:
+    """docs/ceiling.md and its figure regenerated from docs/ceiling/ceiling.json alone are the
+    committed ones, byte for byte."""
+    out = tmp_path / "ceiling"
+    out.mkdir()
+    (out / "ceiling.json").write_bytes((REPO / "docs/ceiling/ceiling.json").read_bytes())
+    assert runner.main(["--out", str(out), "--report-only"]) == 0
+    text = (out / "ceiling.md").read_text().replace("](ceiling.png)", "](ceiling/ceiling.png)")
+    assert text == (REPO / "docs/ceiling.md").read_text()
+    assert (out / "ceiling.png").read_bytes() == (REPO / "docs/ceiling/ceiling.png").read_bytes()

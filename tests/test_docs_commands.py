@@ -11,7 +11,8 @@ The rule (also in docs/run_it_yourself.md, "How this page is checked"):
   (SIGINT) at the end; the readiness probe is rerun until it answers ok (two minutes at most).
 - Elsewhere every ``dmdt-broker`` / ``dmdt-train`` command is parsed by the real command line
   and its ``--help`` runs; the cheap ones (CHEAP) also run for real in a temporary folder that
-  sees the repository's data, models and tests.
+  sees the repository's data, models and tests. ``python SCRIPT`` and ``python -m MODULE``
+  (the research entry points) must exist, and their ``--help`` runs.
 - ``make TARGET`` runs as ``make -n TARGET``; ``export`` lines must parse and name settings that
   exist; other programs run when installed in the walkthrough, and are skipped elsewhere (they
   need a daemon, a cluster or the network: EXTERNAL).
@@ -19,6 +20,7 @@ The rule (also in docs/run_it_yourself.md, "How this page is checked"):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -181,10 +183,14 @@ def test_documented_command_runs_as_written(
         if cheap(command):
             run_in_scratch(command, tmp_path)
     elif program in ("python", "python3"):
-        script = command.argv[1]
-        assert (REPO / script).is_file(), f"{command.where}: no {script}"
+        target = command.argv[1:3] if command.argv[1] == "-m" else command.argv[1:2]
+        if target[0] == "-m":
+            found = importlib.util.find_spec(target[1]) is not None
+            assert found, f"{command.where}: no module {target[1]}"
+        else:
+            assert (REPO / target[0]).is_file(), f"{command.where}: no {target[0]}"
         done = subprocess.run(
-            [sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True,
+            [sys.executable, *target, "--help"], cwd=REPO, capture_output=True, text=True,
             timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from dmdt import engine
 from dmdt.grids import PRESETS, custom_grid, get_grid
 from dmdt.reference import numpy_counts
+from dmdt.table import HistogramTable
 
 UNALIGNED = custom_grid(
     np.geomspace(0.003, 3000.0, 19), [-4.1, -1.33, -0.7, -0.21, 0.0, 0.05, 0.6, 1.7, 3.9]
@@ -160,40 +161,49 @@ def test_incremental_updates_in_any_order_equal_the_full_computation(pts, cuts, 
     grid = GRIDS[grid_i]
     t = np.array([p[0] for p in pts])
     m = np.array([p[1] for p in pts])
-    state = engine.DmdtState(grid)
+    table = HistogramTable(grid, rows=1, points=8)
     bounds = sorted({0, len(pts), *[c for c in cuts if c <= len(pts)]})
     added = 0
     for a, b in itertools.pairwise(bounds):
-        added += state.add(t[a:b], m[a:b], np.full(b - a, 0.1))
+        added += int(table.update(["s"], t[a:b], m[a:b], np.full(b - a, 0.1), [0, b - a])[0])
     # the distinct points, first arrival of each time wins
     _, first = np.unique(t, return_index=True)
-    assert added == state.n_points == first.size
-    np.testing.assert_array_equal(state.t, np.sort(t[first]))
-    np.testing.assert_array_equal(state.counts, numpy_counts(t[first], m[first], grid))
+    row = table.rows(["s"])
+    assert added == table.n_points(row)[0] == first.size
+    np.testing.assert_array_equal(table.history("s")[0], np.sort(t[first]))
+    np.testing.assert_array_equal(table.counts(row)[0], numpy_counts(t[first], m[first], grid))
     # redelivering everything changes nothing
-    assert state.add(t, m) == 0
-    np.testing.assert_array_equal(state.counts, numpy_counts(t[first], m[first], grid))
+    assert table.update(["s"], t, m, np.zeros(t.size), [0, t.size])[0] == 0
+    np.testing.assert_array_equal(table.counts(row)[0], numpy_counts(t[first], m[first], grid))
 
 
-def test_update_many_matches_single_updates_and_validates_before_changing_anything(crts_curves):
+def test_batched_updates_match_the_full_counts_and_validate_before_changing_anything(crts_curves):
     grid = get_grid()
-    states = [engine.DmdtState(grid) for _ in crts_curves]
+    table = HistogramTable(grid)
+    keys = [lc.source_id for lc in crts_curves]
     rng = np.random.default_rng(5)
     orders = [rng.permutation(lc.t.size) for lc in crts_curves]
     for step in range(3):
-        batch = []
-        for lc, order in zip(crts_curves, orders, strict=True):
-            idx = np.array_split(order, 3)[step]
-            batch.append((lc.t[idx], lc.m[idx], lc.err[idx]))
-        engine.update_many(states, batch, n_threads=2)
-    for lc, s in zip(crts_curves, states, strict=True):
-        np.testing.assert_array_equal(s.counts, engine.counts(lc.t, lc.m, grid))
-        np.testing.assert_array_equal(s.err, lc.err[np.argsort(lc.t, kind="stable")])
-    before = [s.counts.copy() for s in states]
-    bad = [(np.array([1.0]), np.array([2.0]), None)] * (len(states) - 1) + [
-        (np.array([1.0]), np.array([np.inf]), None)
-    ]
-    with pytest.raises(ValueError, match="non-finite"):
-        engine.update_many(states, bad)
-    for b, s in zip(before, states, strict=True):
-        np.testing.assert_array_equal(b, s.counts)
+        parts = [np.array_split(order, 3)[step] for order in orders]
+        offsets = np.concatenate([[0], np.cumsum([idx.size for idx in parts])])
+        table.update(
+            keys,
+            np.concatenate([lc.t[idx] for lc, idx in zip(crts_curves, parts, strict=True)]),
+            np.concatenate([lc.m[idx] for lc, idx in zip(crts_curves, parts, strict=True)]),
+            np.concatenate([lc.err[idx] for lc, idx in zip(crts_curves, parts, strict=True)]),
+            offsets,
+            n_threads=2,
+        )
+    rows = table.rows(keys)
+    for lc, key, counts in zip(crts_curves, keys, table.counts(rows), strict=True):
+        np.testing.assert_array_equal(counts, engine.counts(lc.t, lc.m, grid))
+        np.testing.assert_array_equal(
+            table.history(key)[2], lc.err[np.argsort(lc.t, kind="stable")]
+        )
+    before = table.counts(rows).copy()
+    n = len(keys)
+    bad_m = np.full(n, 2.0)
+    bad_m[-1] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        table.update(keys, np.ones(n), bad_m, np.zeros(n), np.arange(n + 1))
+    np.testing.assert_array_equal(before, table.counts(rows))

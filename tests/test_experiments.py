@@ -1,4 +1,5 @@
-"""The paper-results script in --quick mode, and the robust-PCA function on a synthetic matrix."""
+"""The paper's experiments (python -m research.paper) in --quick mode, and the robust-PCA function
+on a synthetic matrix."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.experiments import rpca
+from research.paper import rpca
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = (
@@ -62,7 +63,8 @@ def test_paper_results_quick(tmp_path: Path) -> None:
     results, doc = tmp_path / "results", tmp_path / "results.md"
     cmd = [
         sys.executable,
-        str(REPO / "scripts/paper_results.py"),
+        "-m",
+        "research.paper",
         "--quick",
         "--results-dir",
         str(results),
@@ -91,8 +93,26 @@ def test_paper_results_quick(tmp_path: Path) -> None:
         assert heading in text
     assert "not available" in text
     assert "Smoke run" in text
-    assert "python scripts/paper_results.py" in text
+    assert "python -m research.paper" in text
     # A second run reuses the cache: nothing is recomputed.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0
     assert "  forest/" not in again.stdout
+
+
+def test_the_committed_page_is_the_report_of_the_committed_results(tmp_path: Path) -> None:
+    """docs/results.md regenerated from the committed results alone (docs/results/*.json, the
+    figures the experiments drew, docs/beyond/*.json) is the committed page, byte for byte, and
+    the figures the report redraws are the committed ones."""
+    for folder, pattern in (("results", "*.*"), ("beyond", "*.json")):
+        (tmp_path / folder).mkdir()
+        for path in (REPO / "docs" / folder).glob(pattern):
+            (tmp_path / folder / path.name).write_bytes(path.read_bytes())
+    doc = tmp_path / "results.md"
+    cmd = [sys.executable, "-m", "research.paper", "--report-only",
+           "--results-dir", str(tmp_path / "results"), "--doc", str(doc)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert doc.read_bytes() == (REPO / "docs/results.md").read_bytes()
+    for png in (tmp_path / "results").glob("*.png"):
+        assert png.read_bytes() == (REPO / "docs/results" / png.name).read_bytes(), png.name

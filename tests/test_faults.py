@@ -7,13 +7,13 @@ group commits every input; duplicates only where partitions were lost (at-least-
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import acceptance_helpers as acceptance
 import pytest
 from prometheus_client import CollectorRegistry
 from stream_helpers import crts_curves, tiny_model
@@ -27,9 +27,6 @@ from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row, store_path
 from broker.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import acceptance_scaleout as acceptance
 
 pytestmark = pytest.mark.slow
 

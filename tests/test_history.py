@@ -1,5 +1,6 @@
-"""scripts/history_accuracy.py: the shipped models on the first k points of curves, against a
-plain loop over the same curves, and the script's --quick report."""
+"""research.history_accuracy: the shipped models on the first k points of curves, against a plain
+loop over the same curves, the --quick run and its report, and the committed page as the report
+of the committed results."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from script_helpers import load_script
 
 from dmdt.classify import lightcurve_counts
 from dmdt.hybrid import HybridClassifier
-from trainer import beyond, history
+from research import folds
+from research.history_accuracy import measure as history
+from research.history_accuracy import runner
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def curves(tmp_path_factory: pytest.TempPathFactory) -> list:  # type: ignore[type-arg]
-    ds = beyond.Dataset("7", beyond.QUICK, tmp_path_factory.mktemp("folds"))
+    ds = folds.Dataset("7", folds.QUICK, tmp_path_factory.mktemp("folds"))
     return ds.lcs[::4]  # 21 curves, every class
 
 
@@ -56,12 +58,11 @@ def test_quick_report_is_written_and_the_docs_left_alone(tmp_path: Path) -> None
     pytest.importorskip("lightgbm")
     committed = REPO / "docs/history.md"
     before = committed.read_bytes() if committed.exists() else None
-    script = load_script("history_accuracy")
     out = tmp_path / "out"
-    assert script.main(["--quick", "--out", str(out), "--jobs", "2"]) == 0
+    assert runner.main(["--quick", "--out", str(out), "--jobs", "2"]) == 0
     doc = json.loads((out / "history.json").read_text())
     (model,) = doc["models"]
-    assert [lv["k"] for lv in model["levels"]] == list(script.QUICK_LEVELS)
+    assert [lv["k"] for lv in model["levels"]] == list(runner.QUICK_LEVELS)
     assert all(lv["curves"] <= doc["n_curves"] for lv in model["levels"])
     assert 0.0 <= model["refresh"]["accuracy"] <= 1.0
     text = (out / "history.md").read_text()
@@ -70,5 +71,17 @@ def test_quick_report_is_written_and_the_docs_left_alone(tmp_path: Path) -> None
     assert (out / "history.png").stat().st_size > 10_000
     assert (committed.read_bytes() if committed.exists() else None) == before
     (out / "history.md").unlink()
-    assert script.main(["--quick", "--out", str(out), "--report-only"]) == 0
+    assert runner.main(["--quick", "--out", str(out), "--report-only"]) == 0
     assert (out / "history.md").read_text() == text
+
+
+def test_the_committed_page_is_the_report_of_the_committed_results(tmp_path: Path) -> None:
+    """docs/history.md and its figure regenerated from docs/history/history.json alone are the
+    committed ones, byte for byte."""
+    out = tmp_path / "history"
+    out.mkdir()
+    (out / "history.json").write_bytes((REPO / "docs/history/history.json").read_bytes())
+    assert runner.main(["--out", str(out), "--report-only"]) == 0
+    text = (out / "history.md").read_text().replace("](history.png)", "](history/history.png)")
+    assert text == (REPO / "docs/history.md").read_text()
+    assert (out / "history.png").read_bytes() == (REPO / "docs/history/history.png").read_bytes()

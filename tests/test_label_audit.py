@@ -101,7 +101,7 @@ def test_cli_rejects_bad_views_and_too_few_curves(
 
 
 def test_label_cleaned_drops_flagged_training_labels_only() -> None:
-    from trainer.beyond_models import label_cleaned
+    from research.candidates import label_cleaned
 
     rng = np.random.default_rng(0)
     truth = np.repeat([0, 1], 40)

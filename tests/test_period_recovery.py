@@ -1,10 +1,10 @@
-"""The period-recovery benchmark's parts (trainer/period_recovery.py): shapes, trials, outcomes."""
+"""The period-recovery benchmark's parts (research/period_recovery/): shapes, trials, outcomes."""
 
 import numpy as np
 import pytest
 
-from trainer import period_recovery as pr
-from trainer.period_baseline import v4_periods
+from research.period_recovery import benchmark as pr
+from research.period_recovery.baseline import v4_periods
 
 
 @pytest.mark.parametrize("shape", [s for s in pr.SHAPES if s != "double_mode"])

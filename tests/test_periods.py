@@ -8,8 +8,8 @@ import pytest
 
 from dmdt import periodogram as pg
 from dmdt import periods
+from research.period_recovery.benchmark import signal
 from trainer import data
-from trainer.period_recovery import signal
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def crts() -> list:
 
 
 def injected(shape: str, period: float, n: int = 200, amp: float = 10.0, seed: int = 0):
-    """A signal of ``shape`` (trainer.period_recovery) on a CRTS-like cadence: nightly visits of
-    four exposures 10 minutes apart, seasons of 200 days over 2,000 days."""
+    """A signal of ``shape`` (research.period_recovery.benchmark) on a CRTS-like cadence: nightly
+    visits of four exposures 10 minutes apart, seasons of 200 days over 2,000 days."""
     rng = np.random.default_rng(seed)
     nights = np.sort(rng.choice(np.arange(2000), n // 4, replace=False))
     nights = nights[np.mod(nights, 365) < 200] + rng.uniform(

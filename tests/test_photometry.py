@@ -376,16 +376,17 @@ def test_rows_of_the_old_decoders_are_replaced_once(tmp_path: Path, served: Serv
     reopened.close()
 
 
-def test_the_surveys_page_shows_what_the_script_measures_now() -> None:
-    """docs/surveys.md's photometry section is what scripts/survey_photometry.py generates from
+def test_the_surveys_page_shows_what_the_measurement_gives_now() -> None:
+    """docs/surveys.md's photometry section is what research.survey_photometry generates from
     the repository's alerts with today's code (rerun it after changing a decoder)."""
-    from script_helpers import load_script
+    from research.pages import replace_block
+    from research.survey_photometry import report, runner
 
-    script = load_script("survey_photometry")
-    result, _, _ = script.measure()
+    result, _, _ = runner.measure()
     text = (REPO / "docs" / "surveys.md").read_text()
-    assert script.replace_block(text, script.markdown(result)) == text, (
-        "docs/surveys.md is stale: run python scripts/survey_photometry.py"
+    block = report.markdown(result)
+    assert replace_block(text, block, report.BEGIN, report.END) == text, (
+        "docs/surveys.md is stale: run python -m research.survey_photometry"
     )
     z = result["ztf"]
     assert z["references"]["alerce_mag_corr_max_abs_diff"] < 1e-9  # ALeRCE's mag_corr

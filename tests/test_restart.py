@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import acceptance_helpers as acceptance
 import numpy as np
 import pytest
 from stream_helpers import crts_curves, tiny_model
@@ -27,9 +28,6 @@ from broker.store import RocksStore, StateStoreError, decode_row, store_path
 from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt.grids import get_grid
 from dmdt.reference import numpy_counts
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import acceptance_scaleout as acceptance
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

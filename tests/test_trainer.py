@@ -12,9 +12,9 @@ import pytest
 from dmdt.artifact import current_model, load_model
 from dmdt.classify import Classifier
 from dmdt.datasets import export_csv, load_labelled
+from research.paper.features import FEATURE_NAMES, features, pair_slope_trend
 from trainer import data
 from trainer.cli import main
-from trainer.features import FEATURE_NAMES, features, pair_slope_trend
 from trainer.predict import predict, read_input
 
 CLASSES = ("RRab", "LPV")

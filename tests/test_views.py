@@ -1,15 +1,12 @@
-"""dmdt.views (visit-level views of a CRTS curve) and trainer.views (augmentation, candidate
-features of issue 7)."""
+"""dmdt.views: the visit-level views of a CRTS curve."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from dmdt import periodic
 from dmdt import views as dmdt_views
 from dmdt.lightcurves import LightCurve
-from trainer import views
 
 
 def visit_curve(
@@ -60,52 +57,6 @@ def test_visit_medians_one_point_per_visit() -> None:
     np.testing.assert_allclose(out.t, lc.t.reshape(-1, 4).mean(axis=1))
     assert abs(out.m[0] - 15.0) < 0.1
     np.testing.assert_allclose(out.err, 0.03 / 2 * 1.25)
-
-
-def test_augmented_keeps_whole_visits_and_is_seeded() -> None:
-    lc = visit_curve(flat)
-    a = views.augmented(lc, np.random.default_rng(3))
-    b = views.augmented(lc, np.random.default_rng(3))
-    np.testing.assert_array_equal(a.m, b.m)
-    assert 0.4 * len(lc) < len(a) < 0.95 * len(lc)
-    assert np.all(np.bincount(dmdt_views.visits(a.t)) == 4)  # whole visits only
-    assert not np.array_equal(a.m, lc.m[np.isin(lc.t, a.t)])  # re-noised
-    short = LightCurve("s", lc.t[:40], lc.m[:40], lc.err[:40])
-    assert len(views.augmented(short, np.random.default_rng(0))) == 40  # too few: all kept
-
-
-def test_season_features_see_a_changing_shape() -> None:
-    period = 0.5873
-    stable = visit_curve(lambda t: 0.3 * np.sin(2 * np.pi * t / period))
-    growing = visit_curve(  # amplitude and mean drift from season to season (spots)
-        lambda t: (
-            (0.1 + 0.05 * ((t - 53500) // 365)) * np.sin(2 * np.pi * t / period)
-            + 0.1 * np.sin((t - 53500) / 500.0)
-        )
-    )
-    s, g = views.season_features(stable, period), views.season_features(growing, period)
-    assert s[0] == g[0] >= 7  # seasons with enough points
-    assert s[1] < 0.1 < g[1]  # amplitude spread
-    assert s[3] < 1.0 < g[3]  # season means over the noise
-    assert s[4] == pytest.approx(1.0, abs=0.15)  # per-season fits help only the changing one
-    assert g[4] < 0.5
-    one = LightCurve("o", stable.t[:30], stable.m[:30], stable.err[:30])
-    assert np.isnan(views.season_features(one, period)[1:]).all()
-
-
-def test_double_mode_features_find_a_second_mode() -> None:
-    p1 = 0.3571  # first overtone; fundamental at P1 / P0 = 0.745
-    p0 = p1 / 0.745
-    single = visit_curve(lambda t: 0.2 * np.sin(2 * np.pi * t / p1))
-    double = visit_curve(
-        lambda t: 0.2 * np.sin(2 * np.pi * t / p1) + 0.12 * np.sin(2 * np.pi * t / p0 + 1.0)
-    )
-    s = views.double_mode_features(single, p1)
-    d = views.double_mode_features(double, p1)
-    assert d[3] < 0.5 < 0.9 < s[3]  # the joint two-mode fit explains what one mode leaves
-    assert d[2] > 5 * s[2]  # the direct window's power excess
-    assert np.all(views.double_mode_features(single, 5.0) == 0.0)  # not an RR Lyrae period
-    assert len(s) == views.N_DOUBLE_MODE_FEATURES
 
 
 def test_the_views_feed_the_periodic_features() -> None:

@@ -3,7 +3,7 @@
 other cadences and its young histories (trainer.training_rows), score the held-out part, write
 the model directory.
 
-The held-out part is the harness's (trainer/beyond.py: 20% of each class, stratified, seed 0; the
+The held-out part is the fixed split's (trainer/split.py: 20% of each class, stratified, seed 0; the
 same curves as ``dmdt-train fit --seed 0`` and ``fit-hybrid`` hold out). Training is on CPU, one
 torch thread, deterministic: the same command gives the same weights.
 """
@@ -34,9 +34,9 @@ from dmdt.classify import deterministic, images_to_batch
 from dmdt.engine import normalize
 from dmdt.grids import Grid, get_grid
 from trainer import data
-from trainer.beyond import HELD_OUT, fold_ids
 from trainer.evaluate import classification_metrics
 from trainer.fit import torch_threads
+from trainer.split import HELD_OUT, fold_ids
 from trainer.training_rows import Augmentation, Rows, build_rows, periodic_rows
 
 

@@ -27,7 +27,6 @@ EPILOG = """examples:
   dmdt-train evaluate models/mine crts --json metrics.json --png cm.png
   dmdt-train predict default data/my_curves/ --out predictions.csv
   dmdt-train publish models/mine --registry /srv/dmdt-registry
-  dmdt-train reproduce --only forest,composites
 """
 
 
@@ -225,9 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         "fit-hybrid",
         help="train the hybrid classifier (periodic features + dmdt) and write a model directory",
         description="Train LightGBM on the periodic features (dmdt/periodic.py) and the dmdt "
-        "image on every curve outside issue 7's held-out part (20% per class, stratified, "
-        "seed 0), print the held-out metrics, write a hybrid model directory (dmdt/hybrid.py). "
-        "Classes: the paper's seven unless --classes says otherwise ('all': every class).",
+        "image on every curve outside the fixed held-out part (trainer/split.py: 20% per class, "
+        "stratified, seed 0), print the held-out metrics, write a hybrid model directory "
+        "(dmdt/hybrid.py). Classes: the paper's seven unless --classes says otherwise ('all': "
+        "every class).",
     )
     _add_data_args(p, default_classes="paper ('all': every class)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write")
@@ -380,15 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DMDT_REGISTRY"),
         help="registry folder (default: $DMDT_REGISTRY)",
     )
-    p = sub.add_parser(
-        "reproduce",
-        help="run the paper's experiments -> docs/results.md",
-        description="Run the experiments of Mahabal et al. 2017 (cached as docs/results/*.json, "
-        "resumable) and write docs/results.md; same as scripts/paper_results.py.",
-    )
-    from trainer.experiments.options import add_arguments
-
-    add_arguments(p)
     return parser
 
 
@@ -631,13 +622,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """``reproduce``: the paper's experiments and docs/results.md."""
-    from trainer.experiments.runner import run
-
-    return run(args)
-
-
 COMMANDS = {
     "images": cmd_images,
     "fit": cmd_fit,
@@ -647,7 +631,6 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "publish": cmd_publish,
-    "reproduce": cmd_reproduce,
 }
 
 

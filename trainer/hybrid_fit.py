@@ -1,8 +1,8 @@
 """``dmdt-train fit-hybrid``: train the hybrid classifier (dmdt/hybrid.py) on all labelled curves
 but the fixed held-out part, score that part, write the model directory.
 
-The held-out part is issue 7's (trainer/beyond.py): 20% of each class, stratified, seed 0, the
-same curves as ``dmdt-train fit --seed 0`` holds out. Periodic features (version 4) cost ~12 ms
+The held-out part is the fixed split's (trainer/split.py): 20% of each class, stratified, seed 0,
+the same curves as ``dmdt-train fit --seed 0`` holds out. Periodic features (version 4) cost ~12 ms
 per curve; give ``cache`` (build/beyond-cache) to reuse the harness's feature matrices, which are
 keyed by the features' version and the hash of every labelled curve of the data (all classes).
 """
@@ -23,8 +23,9 @@ from dmdt.hybrid import HybridClassifier, default_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.views import VIEWS
 from trainer import data
-from trainer.beyond import HELD_OUT, cached_matrix, fold_ids
 from trainer.evaluate import classification_metrics
+from trainer.feature_cache import cached_matrix
+from trainer.split import HELD_OUT, fold_ids
 from trainer.training_rows import Augmentation, build_rows, periodic_rows
 
 OTHER = "other"  # the class of every curve outside ``classes`` when ``other`` is set
@@ -70,7 +71,7 @@ class HybridOptions:
 
 STREAM_CUTS = (20, 30, 50, 75, 100, 150, 200, 300)  # models/hybrid-7-stream's history cuts
 
-# cache names of each view's features (the harness, scripts/beyond_paper.py, uses the same)
+# cache names of each view's features (research.comparison uses the same)
 CACHE_NAMES = {
     "curve": f"periodic_v{periodic.FEATURES_VERSION}",
     "intravisit": f"periodic_v{periodic.FEATURES_VERSION}_intravisit",
@@ -82,8 +83,8 @@ def features_of(
     lcs: Sequence[LightCurve], cache: Path | None, views: Sequence[str] = ("curve",)
 ) -> tuple[np.ndarray, float]:
     """Periodic features of each of ``views`` (dmdt.views) of ``lcs``, side by side (each cached
-    under ``cache`` by view, version and data hash: trainer.beyond.cached_matrix), and their cost
-    in ms per curve."""
+    under ``cache`` by view, version and data hash: trainer.feature_cache.cached_matrix), and
+    their cost in ms per curve."""
     data_hash = data.data_hash(lcs)
     blocks = [
         cached_matrix(lcs, data_hash, CACHE_NAMES[view], partial(view_features, view=view), cache)

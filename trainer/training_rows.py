@@ -16,7 +16,7 @@ import numpy as np
 
 from dmdt.lightcurves import LightCurve
 from trainer import cadence, data
-from trainer.beyond import cached_matrix
+from trainer.feature_cache import cached_matrix
 
 
 @dataclass(frozen=True)
