@@ -34,7 +34,7 @@ from broker.pipeline import BatchResult
 from broker.replay import read_stream, replay_to_file
 from broker.settings import BrokerSettings
 from broker.testing import TansuBroker, unique_name
-from dmdt.artifact import PAPER_CNN_DIR
+from dmdt.registry import PAPER_CNN_DIR
 
 
 class HybridCollector(Collector):

@@ -487,7 +487,7 @@ class App:
             if ts is not None:
                 e2e.observe(max(delivered - ts, 0) / 1000)
         m.sources_held.set(len(self.state))
-        if r.model is not None and r.model.kind == "hybrid":
+        if r.model is not None and r.model.reads_features:
             m.feature_refreshes.inc(r.features_refreshed)
             m.feature_refresh_deferred.inc(r.features_deferred)
             for reason, n in r.feature_failures.items():

@@ -8,8 +8,8 @@
    detection, in time order across all sources;
 4. print a live progress line until every alert is consumed and its classification delivered;
 5. read the output topic back, take the last classification of each source and compare it with
-   the labels and with `Classifier.classify_lightcurves` of the same cleaned curves (the offline
-   path of ``dmdt-train predict``): same class and the same float32 probabilities;
+   the labels and with `dmdt.model.classify_lightcurves` of the same cleaned curves (the offline
+   path of ``dmdt-train predict``): same class and the same probabilities;
 6. stop the consumer (drain, commit) and the broker, and print the summary.
 
 Latency is measured per classification from the input message's Kafka timestamp (set by the
@@ -37,14 +37,13 @@ import numpy as np
 
 from broker.app import App, run_in_thread
 from broker.encode import decode_classification
-from broker.features import FeatureModel
 from broker.kafka import AlertConsumer
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource
 from broker.settings import BrokerSettings
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
-from dmdt.classify import Classifier, Predictions, lightcurve_counts
 from dmdt.lightcurves import LightCurve
+from dmdt.model import classify_lightcurves, held_out_ids
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +96,6 @@ def percentiles(ms: np.ndarray) -> dict[str, float]:
 
 HELD_OUT = "held-out"
 ALL_LABELLED = "all labelled"
-
-
-def held_out_ids(classifier: Any) -> frozenset[str]:
-    """Source ids a model held out of its training, as it records them (a CNN in its config's
-    test split, a hybrid model in its training record); empty when it records none."""
-    if isinstance(classifier, Classifier):
-        split = classifier.model.config.get("training", {}).get("split", {})
-        ids = split.get("test_ids", [])
-    else:
-        ids = (getattr(classifier, "training", None) or {}).get("held_out_ids", [])
-    return frozenset(ids)
 
 
 @dataclass(frozen=True)
@@ -486,19 +474,18 @@ def _run_demo(
         stage("reading the classifications back")
         last = _read_last_per_source(settings, st.classified)
 
-    # offline: the same cleaned curves through the Classifier dmdt-train predict uses
+    # offline: the same cleaned curves through the path dmdt-train predict uses
     stage("classifying the same curves offline")
     clf = served.classifier
     kept = [lc for lc in curves if len(lc) >= served.min_points]
     fresh: int | None = None
-    if isinstance(clf, Classifier):
-        offline = clf.classify_lightcurves(kept)
-    else:  # hybrid: with the features of the points the stream last refreshed them at
-        # the points each source's features were computed on: its last record says
-        feature_points = {
+    feature_points: dict[str, int] | None = None
+    if served.reads_features:  # each with the features of the points the stream last used
+        feature_points = {  # its last record says how many: exact whatever the refresh policy
             sid.decode(): decode_classification(v).features_n_points or 0 for sid, v in last.items()
         }
-        offline, fresh = _hybrid_offline(clf, kept, feature_points)
+        fresh = sum(feature_points.get(lc.source_id, 0) == len(lc) for lc in kept)
+    offline = classify_lightcurves(clf, kept, feature_points)
     labels = {lc.source_id: lc.label for lc in curves}
     if "other" in clf.classes:  # a model with an "other" class answers it for every other type
         labels = {k: v if v in clf.classes else "other" for k, v in labels.items()}
@@ -557,25 +544,6 @@ def _run_demo(
         missing=missing,
         features_fresh=fresh,
     )
-
-
-def _hybrid_offline(
-    clf: FeatureModel, curves: list[LightCurve], feature_points: dict[str, int]
-) -> tuple[Any, int]:
-    """A hybrid model's offline probabilities of whole curves, each with the features of the
-    first ``feature_points[source]`` points (the final record's ``features_n_points``: all of
-    them when fresh); and how many were fresh. Exact whatever the refresh policy."""
-    rows, fresh = [], 0
-    for lc in curves:
-        k = feature_points.get(lc.source_id, 0)
-        fresh += k == len(lc)
-        if k > 0:
-            rows.append(clf.features(lc.t[:k], lc.m[:k], lc.err[:k]))
-        else:  # none yet (over the budget): the stream classified with missing values
-            rows.append(np.full(len(clf.feature_names), np.nan))
-    counts, n_points = lightcurve_counts(curves, clf.grid)
-    probs = clf.classify(counts, n_points, np.array(rows).reshape(len(curves), -1))
-    return Predictions(tuple(lc.source_id for lc in curves), tuple(clf.classes), probs), fresh
 
 
 def write_json(summary: DemoSummary, path: str | Path) -> None:

@@ -1,7 +1,8 @@
-"""Per-source feature vectors of a hybrid model, refreshed on an amortised policy (pure, no Kafka).
+"""Per-source feature vectors of a model, refreshed on an amortised policy (pure, no Kafka).
 
-A hybrid model (`dmdt.hybrid.HybridClassifier`) classifies a source from its dmdt counts, which
-the state keeps exact and incremental, plus a feature vector (periods, harmonics, shape) that is
+A model that reads features (`dmdt.model.Model` with ``feature_names``: a hybrid model or a
+branch net) classifies a source from its dmdt counts, which the state keeps exact and
+incremental, plus a feature vector (periods, harmonics, shape) that is
 a pure function of the source's points and costs tens of milliseconds to compute (a Lomb-Scargle
 period search). Computing it on every alert would cap a consumer at a few dozen sources per
 second, so `FeatureCache` keeps each source's last vector and the number of distinct points it was
@@ -36,55 +37,24 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from broker.state import PartitionId, SourceKey
-from dmdt.grids import Grid
+from dmdt.model import Curve, Model
 
 History = Callable[[SourceKey], tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> (t, m, err)
-Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
 MAX_CALL = 256  # sources per features_many call at most (memory of one batched search)
 
 
-class FeatureModel(Protocol):
-    """What the broker uses of a hybrid model (`dmdt.hybrid.HybridClassifier` has these)."""
-
-    name: str
-    version: str
-    classes: list[str]
-    grid: Grid
-    min_points: int
-    feature_names: list[str]
-    features_version: int
-
-    def features(self, t: np.ndarray, m: np.ndarray, err: np.ndarray) -> np.ndarray:
-        """One source's feature vector (1-D float64): expensive, a pure function of the points."""
-        ...
-
-    # optional: ``features_many(curves) -> (n, F)``, the same rows in one call (batched search)
-
-    def classify(
-        self, counts: np.ndarray, n_points: np.ndarray, features: np.ndarray
-    ) -> np.ndarray:
-        """Counts ``(n, n_dt, n_dm)``, features ``(n, F)`` -> probabilities ``(n, n_classes)``."""
-        ...
+def features_of(model: Model, curves: Sequence[Curve]) -> np.ndarray:
+    """The vectors of ``curves`` ``(n, F)``, in one ``features_many`` call."""
+    return np.asarray(model.features_many(curves), dtype=np.float64).reshape(len(curves), -1)
 
 
-def features_of(model: FeatureModel, curves: Sequence[Curve]) -> np.ndarray:
-    """The vectors of ``curves`` ``(n, F)``: one ``features_many`` call when the model has it,
-    else :meth:`FeatureModel.features` source by source."""
-    many = getattr(model, "features_many", None)
-    if many is not None:
-        return np.asarray(many(curves), dtype=np.float64).reshape(len(curves), -1)
-    rows = [np.asarray(model.features(*c), dtype=np.float64).reshape(-1) for c in curves]
-    return np.array(rows).reshape(len(curves), -1)
-
-
-def feature_identity(model: FeatureModel) -> tuple[int, tuple[str, ...]]:
+def feature_identity(model: Model) -> tuple[int, tuple[str, ...]]:
     """Models with the same identity compute the same vectors: a reload keeps the cache."""
-    return int(model.features_version), tuple(model.feature_names)
+    return int(model.features_version or 0), tuple(model.feature_names)
 
 
 @dataclass
@@ -172,7 +142,7 @@ class FeatureCache:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _compute(self, model: FeatureModel, curves: list[Curve]) -> np.ndarray:
+    def _compute(self, model: Model, curves: list[Curve]) -> np.ndarray:
         """The vectors of ``curves``, split over the threads when there are several."""
         if self._pool is None or len(curves) < 2:
             return features_of(model, curves)
@@ -185,7 +155,7 @@ class FeatureCache:
 
     def lookup(
         self,
-        model: FeatureModel,
+        model: Model,
         keys: Sequence[SourceKey],
         partitions: Sequence[PartitionId],
         n_points: np.ndarray,
@@ -219,7 +189,7 @@ class FeatureCache:
 
     def _refresh(
         self,
-        model: FeatureModel,
+        model: Model,
         order: list[int],
         keys: Sequence[SourceKey],
         partitions: Sequence[PartitionId],

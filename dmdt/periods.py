@@ -436,14 +436,17 @@ DEVICE_ENV = "DMDT_PERIODS_DEVICE"
 
 
 def default_device() -> str:
-    """``$DMDT_PERIODS_DEVICE`` if set, else ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    """``$DMDT_PERIODS_DEVICE`` if set, else ``"cuda"`` when torch sees a GPU, else ``"cpu"``
+    (also when torch is not installed: an install without it searches on the CPU)."""
     return os.environ.get(DEVICE_ENV) or _gpu_or_cpu()
 
 
 @functools.lru_cache(maxsize=1)
 def _gpu_or_cpu() -> str:
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -61,7 +61,7 @@ from broker.replay_plan import select_sources  # noqa: E402
 from broker.settings import BrokerSettings  # noqa: E402
 from broker.store import RocksStore, decode_row  # noqa: E402
 from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name  # noqa: E402
-from dmdt.classify import Classifier  # noqa: E402
+from dmdt.cnn import Classifier  # noqa: E402
 from dmdt.grids import get_grid  # noqa: E402
 from dmdt.lightcurves import LightCurve  # noqa: E402
 from dmdt.reference import numpy_counts  # noqa: E402

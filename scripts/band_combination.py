@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from dmdt import periodic  # noqa: E402
 from dmdt.bands import RULES, combine_bands  # noqa: E402
+from dmdt.model import load_model as load_predictor  # noqa: E402
 from trainer import data  # noqa: E402
 from trainer import multiband as mb  # noqa: E402
-from trainer.predict import load_predictor  # noqa: E402
 
 OUT = ROOT / "docs" / "surveys" / "band_combination.json"
 DOC = ROOT / "docs" / "surveys.md"

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmdt.lightcurves import LightCurve  # noqa: E402
+from dmdt.model import load_model as load_predictor  # noqa: E402
 from trainer import data  # noqa: E402
-from trainer.predict import load_predictor  # noqa: E402
 
 OUT = ROOT / "docs" / "surveys" / "forced_photometry.json"
 DOC = ROOT / "docs" / "surveys.md"
@@ -57,7 +57,7 @@ def score(model: str, whole: list[LightCurve], cut: list[LightCurve]) -> dict[st
     classes = list(clf.classes)
     truth = np.array([classes.index(str(lc.label)) for lc in whole])
     right_whole = np.asarray(clf.classify_lightcurves(whole).probabilities).argmax(1) == truth
-    ok = np.array([len(lc) >= clf.model.min_points for lc in cut])
+    ok = np.array([len(lc) >= clf.min_points for lc in cut])
     right_cut = np.zeros(len(cut), dtype=bool)
     kept = [lc for lc, k in zip(cut, ok, strict=True) if k]
     right_cut[ok] = np.asarray(clf.classify_lightcurves(kept).probabilities).argmax(1) == truth[ok]

@@ -74,9 +74,9 @@ def distinct_detections(alerts: list[tuple[dict[str, Any], bytes]]) -> list[dict
 def state_after(alerts: list[tuple[dict[str, Any], bytes]]) -> tuple[MemoryState, Counter[str]]:
     """The night through the broker's pipeline (min_points high: nothing is classified); the
     state it leaves and the detections it left out, by reason (per message)."""
-    from dmdt.classify import Classifier
+    from dmdt.model import load_model
 
-    model = ServedModel.of(Classifier.from_checkpoint(ROOT / "models" / "default", "cpu"), 10**6)
+    model = ServedModel.of(load_model(ROOT / "models" / "default", "cpu"), 10**6)
     state = MemoryState(model.grid)
     p = Pipeline({"ztf": make_decoder("ztf")}, state, lambda: model)
     dropped: Counter[str] = Counter()

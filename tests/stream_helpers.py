@@ -11,7 +11,7 @@ import torch
 from broker.kafka import Record
 from broker.replay import ReplaySource, load_source, read_stream, replay_to_file
 from broker.replay_plan import select_sources
-from dmdt.artifact import LoadedModel, save_model
+from dmdt.cnn import LoadedModel, save_model
 from dmdt.grids import get_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net

@@ -30,9 +30,9 @@ from broker.replay import ReplaySource, load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
 from broker.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
-from dmdt.artifact import CURRENT_FILE, publish
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier
 from dmdt.reference import numpy_counts
+from dmdt.registry import CURRENT_FILE, publish
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -40,10 +40,9 @@ def test_demo_accuracy_says_which_curves_it_covers(tmp_path, capsys) -> None:
     """With the shipped model the headline accuracy is on the sources the model held out of its
     training (as `dmdt-train evaluate` scores them), and the figure with training curves
     included is labelled as such."""
-    from broker.demo import held_out_ids
     from broker.replay import load_source
     from broker.replay_plan import select_sources
-    from dmdt.classify import Classifier
+    from dmdt.model import held_out_ids, load_model
     from trainer.evaluate import evaluate
 
     out = tmp_path / "demo.json"
@@ -51,9 +50,9 @@ def test_demo_accuracy_says_which_curves_it_covers(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert code == 0, printed
     summary = json.loads(out.read_text())
-    clf = Classifier.from_checkpoint("default", device="cpu")
+    clf = load_model("default", device="cpu")
     curves = select_sources(load_source("crts").items, limit_sources=40, seed=0)
-    known = [lc for lc in curves if lc.label in clf.classes and len(lc) >= clf.model.min_points]
+    known = [lc for lc in curves if lc.label in clf.classes and len(lc) >= clf.min_points]
     held = [lc for lc in known if lc.source_id in held_out_ids(clf)]
     assert summary["all_labelled"] == len(known)
     assert summary["all_accuracy"] == pytest.approx(evaluate(clf, known, "all")["accuracy"])

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from script_helpers import load_script
 
-from dmdt.classify import lightcurve_counts
 from dmdt.hybrid import HybridClassifier
+from dmdt.model import lightcurve_counts
 from trainer import beyond, history
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from broker.store import RocksStore, encode_row
 from broker.testing import rubin_messages
 from dmdt import engine
 from dmdt.bands import combine_bands
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier
 
 REPO = Path(__file__).resolve().parent.parent
 JD0 = 2400000.5

@@ -33,11 +33,11 @@ from broker.models import ModelSource, ServedModel
 from broker.outputs import ClassificationWriter
 from broker.pipeline import BatchResult, Pipeline, StrictModeError
 from broker.state import MemoryState
-from dmdt.artifact import CURRENT_FILE, publish, save_model
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier, save_model
 from dmdt.grids import get_grid
 from dmdt.nets import NetConfig, build_net
 from dmdt.reference import numpy_counts
+from dmdt.registry import CURRENT_FILE, publish
 
 N_SOURCES = 6
 

@@ -26,7 +26,7 @@ from broker.replay import load_source
 from broker.sanity import RULES, SurveyRules, rules_for
 from broker.store import RocksStore
 from broker.testing import rubin_messages, ztf_messages
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier
 
 JD_MINUS_MJD = 2400000.5
 
