@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from broker.state import PartitionId, SourceKey
+from broker.state import PartitionId, SourceKey, SourcePartitions
 from dmdt.model import Curve, Model
 
 History = Callable[[SourceKey], tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> (t, m, err)
@@ -61,7 +61,6 @@ def feature_identity(model: Model) -> tuple[int, tuple[str, ...]]:
 class _Entry:
     vector: np.ndarray  # (F,) float64
     n_points: int  # distinct points it was computed on
-    partition: PartitionId
 
 
 @dataclass
@@ -100,6 +99,7 @@ class FeatureCache:
         self.max_entries = max_entries
         self.clock = clock
         self._entries: OrderedDict[SourceKey, _Entry] = OrderedDict()
+        self._sources = SourcePartitions()  # the partition of each entry
         self._identity: tuple[int, tuple[str, ...]] | None = None
         self._pool = ThreadPoolExecutor(threads, "dmdt-features") if threads > 1 else None
         self._per_source_s = math.inf  # measured cost of a refresh (seconds; inf: not yet)
@@ -127,15 +127,17 @@ class FeatureCache:
 
     def release(self, partitions: Iterable[PartitionId]) -> int:
         """Drop the vectors of partitions no longer owned; returns how many."""
-        gone = set(partitions)
-        drop = [k for k, e in self._entries.items() if e.partition in gone]
-        for key in drop:
-            del self._entries[key]
-        return len(drop)
+        dropped = 0
+        for part in set(partitions):
+            for key in self._sources.release(part):
+                del self._entries[key]
+                dropped += 1
+        return dropped
 
     def clear(self) -> None:
         """Forget every vector (a model computing other features was loaded)."""
         self._entries.clear()
+        self._sources = SourcePartitions()
 
     def close(self) -> None:
         """Stop the refresh threads."""
@@ -227,10 +229,12 @@ class FeatureCache:
             out.vectors[i] = vector
             out.points[i] = int(n_points[i])
             out.durations.append(seconds)
-            self._entries[keys[i]] = _Entry(vector, int(n_points[i]), partitions[i])
+            self._entries[keys[i]] = _Entry(vector, int(n_points[i]))
             self._entries.move_to_end(keys[i])
+            self._sources.note(keys[i], partitions[i])
         out.refreshed = len(done)
         out.deferred = len(order) - len(done)
         out.refresh_s = self.clock() - start
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            key, _ = self._entries.popitem(last=False)
+            self._sources.forget(key)
