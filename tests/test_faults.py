@@ -86,13 +86,13 @@ class Scenario:
         self.registry = CollectorRegistry()
         self.lost: list[Any] = []
         self.app = App(self.settings, registry=self.registry, consumer_overrides=OVERRIDES)
-        lost = self.app._lost
+        lost = self.app.ownership.lose
 
         def record_lost(partitions: Any) -> None:
             self.lost.append(partitions)
             lost(partitions)
 
-        self.app._lost = record_lost  # type: ignore[method-assign]
+        self.app.ownership.lose = record_lost  # type: ignore[method-assign]
 
     def run(self, fault: Callable[[Scenario], None]) -> None:
         """Start the consumer, inject the fault, wait until every input is committed, stop."""

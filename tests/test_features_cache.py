@@ -316,9 +316,9 @@ def test_revoke_and_lost_drop_feature_entries(tmp_path, fake_module) -> None:
     keys = [(f"s{i}", "V") for i in range(6)]
     app.features.lookup(models.current.classifier, keys, [("lc", i % 3) for i in range(6)],
                         np.full(6, 30), history)  # fmt: skip
-    app._revoked([("lc", 0)])
+    app.ownership.revoke([("lc", 0)])
     assert len(app.features) == 4
-    app._lost([("lc", 1)])
+    app.ownership.lose([("lc", 1)])
     assert len(app.features) == 2
     assert app.registry.get_sample_value("dmdt_feature_cache_size") == 2
 
