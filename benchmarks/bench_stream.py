@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_decode import best_rate, messages_with_cutouts
 
 from broker.app import App, run_in_thread
-from broker.decode import ZtfDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.kafka import AlertProducer
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource

@@ -26,7 +26,9 @@ from pathlib import Path
 import fastavro
 import numpy as np
 
-from broker.decode import DecodedAlert, DecodeError, RubinDecoder, ZtfDecoder
+from broker.decode import DecodedAlert, DecodeError
+from broker.decode_rubin import RubinDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.replay import lightcurve_encoder
 from broker.replay_plan import DEFAULT_BANDS, UNKNOWN_BAND, alert_ids
 from broker.replay_sources import load_source

@@ -322,7 +322,7 @@ def rebuilt_state(run: Run, partitions: int, path: Path) -> dict[tuple[str, str]
 
 def alert_ids(stream: list[Any]) -> list[tuple[int, str]]:
     """(alert id, source id) of every message of the stream, in order."""
-    from broker.decode import LightcurveDecoder
+    from broker.decode_lightcurve import LightcurveDecoder
 
     decode = LightcurveDecoder()
     return [(a.alert_id, a.source_id) for r in stream for a in decode(r.value)]

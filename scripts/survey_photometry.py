@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from broker import photometry as ph  # noqa: E402
-from broker.decode import JD_MINUS_MJD, RubinDecoder, make_decoder  # noqa: E402
+from broker.decode import make_decoder  # noqa: E402
+from broker.decode_rubin import RubinDecoder  # noqa: E402
+from broker.decode_ztf import JD_MINUS_MJD  # noqa: E402
 from broker.kafka import Record  # noqa: E402
 from broker.models import ServedModel  # noqa: E402
 from broker.pipeline import Pipeline  # noqa: E402

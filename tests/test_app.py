@@ -22,7 +22,7 @@ from stream_helpers import CLASSES, crts_curves, tiny_model
 
 from broker import checkpoint as checkpoint_module
 from broker.app import App, DeliveryFailed, run_in_thread
-from broker.decode import ZtfDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import Classification, decode_classification, decode_dead_letter
 from broker.kafka import AlertConsumer, AlertProducer, Record
 from broker.models import ModelSource
@@ -377,7 +377,7 @@ def test_sigterm_drains_and_commits(kafka_settings, make_topic, model_dir, crts_
     # every input before the committed offset has its classification (once it had 20 points)
     outputs = [decode_classification(r.value) for r in read_topic(kafka_settings, out_topic, 100)]
     inputs = read_topic(kafka_settings, lc_topic, committed)[:committed]
-    from broker.decode import LightcurveDecoder
+    from broker.decode_lightcurve import LightcurveDecoder
 
     decoder = LightcurveDecoder()
     have = {c.alert_id for c in outputs}

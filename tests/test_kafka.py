@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from broker.decode import DecodedAlert, LightcurveDecoder, ZtfDecoder
+from broker.decode import DecodedAlert
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import encode_lightcurve_alert
 from broker.kafka import (
     AlertConsumer,

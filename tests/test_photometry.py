@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from stream_helpers import tiny_model, ztf_night_messages, ztf_night_records
 
-from broker.decode import ZtfDecoder, make_decoder
+from broker.decode import make_decoder
+from broker.decode_ztf import ZtfDecoder
 from broker.durable import DurableState
 from broker.encode import decode_classification
 from broker.kafka import Record

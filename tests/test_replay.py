@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from broker.cli import build_parser, main
-from broker.decode import DecodedAlert, LightcurveDecoder, ZtfDecoder
+from broker.decode import DecodedAlert
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import decode_lightcurve_alert, encode_lightcurve_alert
 from broker.replay import (
     ArchivedAlert,

@@ -15,7 +15,10 @@ import pytest
 from stream_helpers import crts_records, tiny_model
 
 from broker.avro import frame, write_body
-from broker.decode import DecodeError, LightcurveDecoder, RubinDecoder, ZtfDecoder, make_decoder
+from broker.decode import DecodeError, make_decoder
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_rubin import RubinDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.durable import DurableState
 from broker.encode import decode_dead_letter, encode_record
 from broker.kafka import Record

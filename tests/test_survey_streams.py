@@ -133,7 +133,7 @@ def test_the_ztf_night_through_dmdt_broker_run(
     assert drain(kafka_settings, [topics["dead"]], quiet_s=2.0) == []  # every real alert is fine
     check_outputs(band, objects)
     # the kind of each source is the one its first alert proposed (the decoder's reading of it)
-    from broker.decode import ZtfDecoder
+    from broker.decode_ztf import ZtfDecoder
 
     first: dict[tuple[str, str], str] = {}
     decoder = ZtfDecoder()
