@@ -42,9 +42,9 @@ from broker.kafka import AlertProducer
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource
 from broker.pipeline import BatchResult
-from broker.replay import read_stream, replay_to_file
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from broker.tools.replay import read_stream, replay_to_file
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
 from dmdt.registry import PAPER_CNN_DIR
 
 WARMUP_S = 2.0

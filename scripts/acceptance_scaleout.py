@@ -56,11 +56,11 @@ from broker.durable import DurableState  # noqa: E402
 from broker.encode import Classification, decode_classification  # noqa: E402
 from broker.kafka import AlertConsumer, AlertProducer, Record  # noqa: E402
 from broker.kafka_admin import PartitionReader, create_topics, wait_for_topics  # noqa: E402
-from broker.replay import ReplaySource, load_source, read_stream, replay_to_file  # noqa: E402
-from broker.replay_plan import select_sources  # noqa: E402
 from broker.settings import BrokerSettings  # noqa: E402
 from broker.store import RocksStore, decode_row  # noqa: E402
-from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name  # noqa: E402
+from broker.tools.replay import ReplaySource, load_source, read_stream, replay_to_file  # noqa: E402
+from broker.tools.replay_plan import select_sources  # noqa: E402
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name  # noqa: E402
 from dmdt.cnn import Classifier  # noqa: E402
 from dmdt.grids import get_grid  # noqa: E402
 from dmdt.lightcurves import LightCurve  # noqa: E402

@@ -40,7 +40,7 @@ from broker.kafka import Record  # noqa: E402
 from broker.models import ServedModel  # noqa: E402
 from broker.pipeline import Pipeline  # noqa: E402
 from broker.state import MemoryState  # noqa: E402
-from broker.testing import rubin_messages, ztf_messages  # noqa: E402
+from broker.tools.testing import rubin_messages, ztf_messages  # noqa: E402
 
 OUT = ROOT / "docs" / "surveys"
 DOC = ROOT / "docs" / "surveys.md"

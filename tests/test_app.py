@@ -26,10 +26,10 @@ from broker.decode_ztf import ZtfDecoder
 from broker.encode import Classification, decode_classification, decode_dead_letter
 from broker.kafka import AlertConsumer, AlertProducer, Record
 from broker.models import ModelSource
-from broker.replay import ReplaySource, load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
-from broker.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
+from broker.tools.replay import ReplaySource, load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
 from dmdt.cnn import Classifier
 from dmdt.reference import numpy_counts
 from dmdt.registry import CURRENT_FILE, publish

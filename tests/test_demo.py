@@ -9,7 +9,7 @@ import pytest
 from stream_helpers import tiny_model
 
 from broker.cli import main
-from broker.testing import tansu_binary
+from broker.tools.testing import tansu_binary
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -40,8 +40,8 @@ def test_demo_accuracy_says_which_curves_it_covers(tmp_path, capsys) -> None:
     """With the shipped model the headline accuracy is on the sources the model held out of its
     training (as `dmdt-train evaluate` scores them), and the figure with training curves
     included is labelled as such."""
-    from broker.replay import load_source
-    from broker.replay_plan import select_sources
+    from broker.tools.replay import load_source
+    from broker.tools.replay_plan import select_sources
     from dmdt.model import held_out_ids, load_model
     from trainer.evaluate import evaluate
 

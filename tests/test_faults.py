@@ -23,10 +23,10 @@ from broker.changelog import changelog_topic
 from broker.encode import decode_classification
 from broker.kafka import AlertConsumer, Record
 from broker.kafka_admin import PartitionReader
-from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row, store_path
-from broker.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name
+from broker.tools.replay import load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import acceptance_scaleout as acceptance

@@ -25,7 +25,7 @@ from broker.kafka import (
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.kafka_conf import consumer_config, producer_config
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name, ztf_messages
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name, ztf_messages
 
 
 def _poll_until(consumer: AlertConsumer, count: int, timeout_s: float = 30.0) -> list[Record]:

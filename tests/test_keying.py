@@ -28,7 +28,7 @@ from broker.models import ServedModel
 from broker.pipeline import Pipeline
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt.cnn import Classifier
 
 

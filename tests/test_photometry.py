@@ -26,7 +26,7 @@ from broker.models import ServedModel
 from broker.pipeline import Pipeline
 from broker.state import MemoryState
 from broker.store import RocksStore, encode_row
-from broker.testing import rubin_messages
+from broker.tools.testing import rubin_messages
 from dmdt import engine
 from dmdt.bands import combine_bands
 from dmdt.cnn import Classifier

@@ -25,10 +25,10 @@ from broker.kafka import Record
 from broker.models import ServedModel
 from broker.pipeline import Pipeline
 from broker.registry import rubin_local_schema
-from broker.replay import load_source
 from broker.sanity import RULES, SurveyRules, rules_for
 from broker.store import RocksStore
-from broker.testing import rubin_messages, ztf_messages
+from broker.tools.replay import load_source
+from broker.tools.testing import rubin_messages, ztf_messages
 from dmdt.cnn import Classifier
 
 JD_MINUS_MJD = 2400000.5

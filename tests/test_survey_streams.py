@@ -20,9 +20,9 @@ from stream_helpers import ztf_night_messages
 
 from broker.encode import Classification, decode_classification
 from broker.kafka import AlertConsumer, AlertProducer, Record
-from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name
+from broker.tools.replay import load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
