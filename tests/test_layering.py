@@ -73,3 +73,21 @@ def test_the_reader_sees_every_form_of_import() -> None:
         "    import trainer.cli\n"
     )
     assert imported_packages(source, "dmdt") == {"numpy", "os", "dmdt", "broker", "trainer"}
+
+
+def test_the_service_leaves_the_tools_to_the_command_line() -> None:
+    service = [p for p in modules() if p.parts[0] == "broker" and p.parts[1] != "tools"]
+    assert len(service) > 20
+    users = []
+    for path in service:
+        source = (REPO / path).read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom):
+                names = [str(node.module)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(n == "broker.tools" or n.startswith("broker.tools.") for n in names):
+                users.append(str(path))
+    assert sorted(set(users)) == ["broker/cli.py"]
