@@ -5,10 +5,16 @@ the subprocess fail, as it would on an install without the [cnn] extra."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
+
+from dmdt.periods import GPU_DEVICE_NODES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,10 +81,10 @@ SERVE_HYBRID = textwrap.dedent(
 )
 
 
-def run_without_torch(code: str) -> subprocess.CompletedProcess[str]:
+def run_without_torch(code: str, block: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `code` in a fresh interpreter (repository root) where importing torch fails."""
     return subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH + code],
+        [sys.executable, "-c", (BLOCK_TORCH if block else "") + code],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -93,10 +99,11 @@ def test_the_torch_block_stops_a_torch_model() -> None:
     assert "No module named 'torch' (blocked)" in result.stderr
 
 
-def test_a_hybrid_model_is_served_without_torch() -> None:
-    import json
-
-    result = run_without_torch(SERVE_HYBRID)
+@pytest.mark.parametrize("block", [True, False], ids=["torch-missing", "torch-installed"])
+def test_a_hybrid_model_is_served_without_torch(block: bool) -> None:
+    if not block and any(os.path.exists(p) for p in GPU_DEVICE_NODES):
+        pytest.skip("a GPU is here: the period search may use it through torch")
+    result = run_without_torch(SERVE_HYBRID, block=block)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["torch_loaded"] is False
