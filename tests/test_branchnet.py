@@ -30,6 +30,7 @@ from dmdt.branchnet import (
 )
 from dmdt.grids import get_grid
 from dmdt.lightcurves import LightCurve
+from dmdt.manifest import ArtifactError
 from dmdt.model import lightcurve_counts, model_kind
 from dmdt.registry import CURRENT_FILE, announcement, publish
 
@@ -97,7 +98,7 @@ def test_save_load_round_trip_and_a_changed_file_is_refused(tmp_path: Path) -> N
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     config = tmp_path / "m" / "model.json"
     config.write_text(config.read_text().replace('"temperature": 1.0', '"temperature": 2.0'))
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ArtifactError, match="does not match"):  # the one manifest's error
         BranchNetClassifier.load(tmp_path / "m", "cpu")
 
 
