@@ -21,7 +21,7 @@ from pathlib import Path
 
 import fastavro
 
-from broker.decode import ZtfDecoder
+from broker.decode_ztf import ZtfDecoder
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ztf"
 
@@ -60,7 +60,7 @@ def main() -> None:
     ours = best_rate(decoder, messages, passes)
     naive = best_rate(lambda m: list(fastavro.reader(io.BytesIO(m))), messages, passes)
     print(f"{len(messages)} ZTF alerts with cutouts, {size / 1000:.0f} kB each on average")
-    print(f"broker.decode.ZtfDecoder: {ours:8.0f} alerts/s  (target >= 2000)")
+    print(f"broker.decode_ztf.ZtfDecoder: {ours:8.0f} alerts/s  (target >= 2000)")
     print(f"fastavro.reader, naive:   {naive:8.0f} alerts/s  (ratio {ours / naive:.2f}x)")
 
 

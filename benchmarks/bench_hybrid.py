@@ -31,10 +31,10 @@ from bench_stream import Collector, drain, make_topics, produce_all, round_robin
 
 from broker.models import ModelSource
 from broker.pipeline import BatchResult
-from broker.replay import read_stream, replay_to_file
 from broker.settings import BrokerSettings
-from broker.testing import TansuBroker, unique_name
-from dmdt.artifact import PAPER_CNN_DIR
+from broker.tools.replay import read_stream, replay_to_file
+from broker.tools.testing import TansuBroker, unique_name
+from dmdt.registry import PAPER_CNN_DIR
 
 
 class HybridCollector(Collector):

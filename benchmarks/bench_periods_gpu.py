@@ -132,8 +132,8 @@ def main() -> None:
     print(f"\nagreement: identical grid peaks {same_peaks.mean():.4%}, identical periods"
           f" {same_period.mean():.4%}, grid power max relative difference {rel:.1e}")  # fmt: skip
     if args.model:
-        from dmdt.classify import lightcurve_counts
         from dmdt.hybrid import HybridClassifier
+        from dmdt.model import lightcurve_counts
 
         model = HybridClassifier.load(ROOT / args.model)
         sample = lcs[:2000]

@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.durable import DurableState
-from broker.replay import load_source
-from broker.replay_plan import select_sources
 from broker.store import RocksStore, encode_row
+from broker.tools.replay import load_source
+from broker.tools.replay_plan import select_sources
 from dmdt.grids import get_grid
 
 PART = ("lc", 0)
@@ -122,7 +122,7 @@ def main() -> None:
     from broker.kafka_admin import PartitionReader, create_topics
     from broker.settings import BrokerSettings
     from broker.store import encode_key
-    from broker.testing import TansuBroker
+    from broker.tools.testing import TansuBroker
 
     with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = BrokerSettings(bootstrap_servers=broker.bootstrap, group_id="bench",

@@ -37,15 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_decode import best_rate, messages_with_cutouts
 
 from broker.app import App, run_in_thread
-from broker.decode import ZtfDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.kafka import AlertProducer
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource
 from broker.pipeline import BatchResult
-from broker.replay import read_stream, replay_to_file
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
-from dmdt.artifact import PAPER_CNN_DIR
+from broker.tools.replay import read_stream, replay_to_file
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from dmdt.registry import PAPER_CNN_DIR
 
 WARMUP_S = 2.0
 

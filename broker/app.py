@@ -1,27 +1,19 @@
-"""The streaming broker's run loop: wires the Kafka adapter, the pipeline, the model and metrics.
+"""The streaming broker: `App(settings).run()` wires the Kafka adapter, the pipeline, the model,
+the state and the metrics, and runs the loop.
 
-One loop, one thread: poll a batch -> `Pipeline.process` (decode, state, inference, encode) ->
-produce classifications and dead letters -> `deliver_then_store` -> next batch. Between batches
-the model source checks the registry. A stop request (SIGTERM, Ctrl-C, `App.stop`) is honoured
-between batches: the batch in hand is finished and delivered, its offsets stored and committed,
-then the consumer leaves the group.
-
-Partition ownership (`RebalanceHooks`): rebalances happen inside `poll_batch`, when no batch is
-in flight, so every batch before it is already delivered and stored. On revoke the state of the
-revoked partitions is flushed and dropped and the adapter commits; on lost it is dropped without
-committing (someone else owns those partitions now). With the durable state (broker.durable, the
-default) a newly assigned partition stays paused until its state is restored from its changelog,
-in bounded steps between polls, so the other partitions keep flowing meanwhile.
-
-Back-pressure (broker.backpressure): inference runs in a worker thread; a batch that waits longer
-than a second (slow model, full output queue, slow acknowledgements) pauses fetching and keeps
-serving the group. A rebalance during such a wait drops the revoked partitions' part of the batch
-unflushed and unstored, like a lost partition: their new owner redoes it.
+The loop (`App.run`), one thread: between batches (heartbeat, model reload, a restore step, the
+lag gauge) -> poll a batch -> its `broker.checkpoint.Checkpoint`: `Pipeline.process` (decode,
+state, inference, encode) in the back-pressure worker, produce classifications and dead letters,
+flush the state, store the offsets once every output is acknowledged -> its metrics -> next
+batch. A stop request (SIGTERM, Ctrl-C, `App.stop`) is honoured between batches: the batch in
+hand is finished and delivered, its offsets stored and committed, then the consumer leaves the
+group. Partition ownership (assign, revoke, lost, restores, rebuilds) has one owner,
+`broker.ownership.Ownership`; back-pressure is broker.backpressure's.
 
 Failures (docs/operations.md, "Failure policy"; broker.failures): a bad message is the pipeline's
 dead letter and the stream goes on; the system's faults (outputs or state not durable, the Schema
 Registry away, a refused produce) stop the loop with `DeliveryFailed`, counted, offsets not
-stored; a damaged store is rebuilt from the changelog in place (`_rebuild`).
+stored; a damaged store is rebuilt from the changelog in place (`Ownership.rebuild`).
 """
 
 from __future__ import annotations
@@ -37,34 +29,27 @@ from prometheus_client import CollectorRegistry
 
 from broker.backpressure import Backpressure
 from broker.changelog import Changelog, ChangelogError, ensure_changelogs
+from broker.checkpoint import DELIVERY_TIMEOUT_S, Checkpoint
 from broker.decode import SchemaRegistryUnavailable, make_decoder
 from broker.durable import DurableState, open_state
 from broker.encode import now_ms
 from broker.failures import DeadLetterLog, DeliveryFailed, close_all
 from broker.features import FeatureCache
 from broker.health import Health, HealthServer, serve
-from broker.kafka import (
-    AlertConsumer,
-    AlertProducer,
-    PartitionId,
-    ProduceError,
-    RebalanceHooks,
-    Record,
-    deliver_then_store,
-)
+from broker.kafka import AlertConsumer, AlertProducer, PartitionId, RebalanceHooks, Record
 from broker.kafka_admin import PartitionReader
 from broker.metrics import BrokerMetrics
 from broker.models import ModelSource, ServedModel
+from broker.ownership import Ownership
 from broker.pipeline import BatchResult, Pipeline
 from broker.settings import BrokerSettings
 from broker.state import SourceState
 from broker.state import warm_up as warm_up_state
-from broker.store import StateStoreCorrupted, StateStoreError
+from broker.store import StateStoreError
 
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 1.0  # consumer lag gauge refresh
-DELIVERY_TIMEOUT_S = 60.0
 OUTAGE_GIVE_UP_S = 60.0  # Schema Registry outage: retry a batch this long, then stop
 PAUSE_AFTER_S = 1.0  # a batch waiting this long pauses fetching (back-pressure)
 RESTORE_STEP_S = 0.5  # state restore work between two polls
@@ -80,6 +65,14 @@ class RunStats:
     classified: int = 0
     dead_lettered: int = 0
     model_loads: int = 0
+
+    def add(self, result: BatchResult, n_records: int) -> None:
+        """Count one delivered batch."""
+        self.batches += 1
+        self.consumed += n_records
+        self.alerts += result.alerts
+        self.classified += len(result.outputs)
+        self.dead_lettered += len(result.dead_letters)
 
 
 BatchHook = Callable[[BatchResult, int], None]  # (result, delivered at, epoch ms)
@@ -103,10 +96,10 @@ class App:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = BrokerMetrics(self.registry)
         self.health = Health()
-        self.owned: set[PartitionId] = set()
         self.metrics_port: int | None = None  # the bound port once serving
         self._server: HealthServer | None = None
-        self._hook_error: Exception | None = None
+        self._reader: PartitionReader | None = None  # reads the changelog (durable state)
+        self._next_lag = 0.0
         self.dead_log = DeadLetterLog()
         self.stats = RunStats()
         self.on_batch = on_batch
@@ -114,9 +107,12 @@ class App:
         self._consumer_overrides = consumer_overrides
         self._producer_overrides = producer_overrides
         if settings.torch_threads:
-            import torch
-
-            torch.set_num_threads(settings.torch_threads)
+            try:
+                import torch
+            except ImportError:  # an install without torch serves no torch model
+                pass
+            else:
+                torch.set_num_threads(settings.torch_threads)
         self.models = (
             models
             if models is not None
@@ -156,6 +152,7 @@ class App:
             threads=settings.feature_threads,
             max_entries=settings.feature_cache_rows,
         )
+        self.ownership = Ownership(self.state, self.features, self.metrics, self.health, self.flow)
         self.pipeline = Pipeline(
             decoders,
             self.state,
@@ -165,6 +162,7 @@ class App:
             min_probability=settings.min_probability,
             object_records=bool(settings.object_topic),
         )
+        self.pipeline.partitions = self.ownership.partition_counts  # the key contract's counts
 
     # ---------------------------------------------------------------- control
 
@@ -182,111 +180,29 @@ class App:
         self.health.set_model(served.version)
         self.stats.model_loads += 1
 
-    # ---------------------------------------------------------------- ownership
-
-    def _assigned(self, partitions: list[PartitionId]) -> None:
-        self.pipeline.partitions.clear()  # counts are read again before the next batch
-        self.owned.update(partitions)
-        self.health.set_assigned(len(self.owned))
-        self.state.assign(partitions)
-        restoring = self.state.restoring() & set(partitions)
-        if restoring and self.flow.consumer is not None:
-            self.flow.consumer.pause(restoring)  # fetched once their state is restored
-        self.metrics.partitions_restoring.set(len(self.state.restoring()))
-        log.info("assigned %s", partitions)
-
-    def _revoked(self, partitions: list[PartitionId]) -> None:
-        # Between batches every earlier batch was delivered and stored: flush, then forget. In a
-        # back-pressure wait (a batch in flight) the batch's rows of these partitions are dropped
-        # unflushed and their offsets are not stored: the new owner redoes them.
-        self.flow.settle()
-        self.owned.difference_update(partitions)
-        self.health.set_assigned(len(self.owned))
-        if not self.flow.in_batch:
-            self.state.flush(partitions)
-        dropped = self.state.release(partitions)
-        self.features.release(partitions)  # not durable: recomputed by the next owner
-        self.metrics.forget_partitions(partitions)
-        self.metrics.sources_held.set(len(self.state))
-        self.metrics.feature_cache_size.set(len(self.features))
-        self.metrics.partitions_restoring.set(len(self.state.restoring()))
-        log.info("revoked %s: dropped %d sources", partitions, dropped)
-
-    def _lost(self, partitions: list[PartitionId]) -> None:
-        self.flow.settle()
-        self.owned.difference_update(partitions)
-        self.health.set_assigned(len(self.owned))
-        dropped = self.state.release(partitions)  # not flushed, not committed
-        self.features.release(partitions)
-        self.metrics.forget_partitions(partitions)
-        self.metrics.sources_held.set(len(self.state))
-        self.metrics.feature_cache_size.set(len(self.features))
-        self.metrics.partitions_restoring.set(len(self.state.restoring()))
-        log.warning("lost %s: dropped %d sources", partitions, dropped)
-
-    def _guard(self, hook: Callable[[list[PartitionId]], None]) -> Callable[..., None]:
-        """A rebalance hook that never raises into librdkafka; the loop re-raises after poll."""
-
-        def guarded(partitions: list[PartitionId]) -> None:
-            try:
-                hook(partitions)
-            except (StateStoreError, ChangelogError) as exc:  # the system's: one line
-                log.error("rebalance hook %s failed: %s", hook.__name__, exc)
-                self._hook_error = exc
-            except Exception as exc:  # a bug: with its traceback
-                log.exception("rebalance hook %s failed", hook.__name__)
-                self._hook_error = exc
-
-        return guarded
+    @property
+    def owned(self) -> set[PartitionId]:
+        """The input partitions this consumer owns now."""
+        return self.ownership.owned
 
     # ---------------------------------------------------------------- the loop
 
     def run(self, serve_metrics: bool = True) -> RunStats:
         """Consume until stopped; returns the totals. Raises DeliveryFailed / KafkaFatalError."""
-        s = self.settings
         if serve_metrics:
             self.serve_metrics()
-        hooks = RebalanceHooks(
-            self._guard(self._assigned), self._guard(self._revoked), self._guard(self._lost)
-        )
-        consumer = AlertConsumer(s, hooks=hooks, overrides=self._consumer_overrides)
-        producer = AlertProducer(s, overrides=self._producer_overrides)
-        self.flow.consumer, producer.on_full = consumer, self.flow.idle
-        reader: PartitionReader | None = None
+        consumer, producer = self._connect()
         try:
-            if isinstance(self.state, DurableState) and s.state_changelog:
-                topics = self._changelogs()
-                if topics is None:  # stopped while waiting for the input topics
-                    return self.stats
-                reader = PartitionReader(s, overrides=self._consumer_overrides)
-                self.state.changelog = Changelog(topics, producer, reader)
-                self.state.changelog.idle = self.flow.idle
-            consumer.subscribe(list(s.input_topics))
-            next_lag = 0.0
-            while not self._stop.is_set():
-                self.health.beat()
-                self.models.maybe_reload()
-                wait_s = s.batch_wait_ms / 1000
-                if self.state.restoring():
-                    try:
-                        consumer.resume(self.state.restore_step(RESTORE_STEP_S))
-                    except StateStoreCorrupted as exc:
-                        self._rebuild(exc, consumer, [])
-                    self.metrics.partitions_restoring.set(len(self.state.restoring()))
-                    wait_s = 0.0 if self.state.restoring() else wait_s
-                records = consumer.poll_batch(s.batch_size, wait_s)
-                if self._hook_error is not None:
-                    raise self._hook_error
-                if time.monotonic() >= next_lag:
-                    self.metrics.set_lag(consumer.lag())
-                    next_lag = time.monotonic() + LAG_EVERY_S
+            if not self._attach_changelog(producer):
+                return self.stats  # stopped while waiting for the input topics
+            consumer.subscribe(list(self.settings.input_topics))
+            while not self.stopping:
+                wait_s = self._between_batches(consumer)
+                records = consumer.poll_batch(self.settings.batch_size, wait_s)
+                self.ownership.raise_hook_error()  # rebalances run inside the poll
                 if records:
                     self._batch(records, consumer, producer)
-            # Drain: the last batch is delivered and stored; commit it before leaving.
-            try:
-                consumer.commit()
-            except Exception as exc:  # redelivery after a restart, never loss
-                log.warning("final commit failed: %s", exc)
+            self._commit(consumer)  # the last batch is delivered and stored: commit, then leave
         except (StateStoreError, ChangelogError) as exc:  # restores, revoke flushes, topics
             self.metrics.state_store_errors.inc()
             self.health.fail(f"{type(exc).__name__}: {exc}")
@@ -296,20 +212,74 @@ class App:
             self.health.fail(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            self._close(consumer, producer, reader)
+            self._close(consumer, producer)
         return self.stats
 
-    def _close(
-        self, consumer: AlertConsumer, producer: AlertProducer, reader: PartitionReader | None
+    def _connect(self) -> tuple[AlertConsumer, AlertProducer]:
+        """The consumer (its rebalance hooks: the ownership's) and the producer."""
+        s = self.settings
+        hooks = RebalanceHooks(*self.ownership.hooks())
+        consumer = AlertConsumer(s, hooks=hooks, overrides=self._consumer_overrides)
+        producer = AlertProducer(s, overrides=self._producer_overrides)
+        self.flow.consumer, producer.on_full = consumer, self.flow.idle
+        self.ownership.fetcher = consumer
+        return consumer, producer
+
+    def _attach_changelog(self, producer: AlertProducer) -> bool:
+        """Give the durable state its changelog (topics created once the input topics exist);
+        False when stopped while waiting for them."""
+        if not (isinstance(self.state, DurableState) and self.settings.state_changelog):
+            return True
+        topics = self._changelogs()
+        if topics is None:
+            return False
+        self._reader = PartitionReader(self.settings, overrides=self._consumer_overrides)
+        self.state.changelog = Changelog(topics, producer, self._reader)
+        self.state.changelog.idle = self.flow.idle
+        return True
+
+    def _between_batches(self, consumer: AlertConsumer) -> float:
+        """Heartbeat, model reload, a restore step, the lag gauge; returns how long the next
+        poll may wait (not at all while partitions are being restored)."""
+        self.health.beat()
+        self.models.maybe_reload()
+        restoring = self.ownership.restore_step(RESTORE_STEP_S)
+        if time.monotonic() >= self._next_lag:
+            self.metrics.set_lag(consumer.lag())
+            self._next_lag = time.monotonic() + LAG_EVERY_S
+        return 0.0 if restoring else self.settings.batch_wait_ms / 1000
+
+    def _batch(
+        self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
     ) -> None:
+        """One batch through its checkpoint (broker.checkpoint), then its metrics."""
+        self.ownership.learn_topics(records)
+        checkpoint = Checkpoint(records, self.ownership, consumer, producer, self.settings,
+                                self.metrics, self.flow)  # fmt: skip
+        self.flow.start()
+        try:
+            result = checkpoint.run(lambda: self._process(records))
+            if result is not None:  # None: the store was rebuilt, the batch is fetched again
+                self._observe(result, len(records))
+        finally:
+            self.flow.end()
+
+    @staticmethod
+    def _commit(consumer: AlertConsumer) -> None:
+        try:
+            consumer.commit()
+        except Exception as exc:  # redelivery after a restart, never loss
+            log.warning("final commit failed: %s", exc)
+
+    def _close(self, consumer: AlertConsumer, producer: AlertProducer) -> None:
         """Release the Kafka clients, then the rest (`close_all`: a failing close never hides
         why the loop stopped)."""
         steps: list[tuple[str, Callable[[], object]]] = [
             ("consumer", consumer.close),  # leaves the group (revoke hook, then commit)
             ("producer", lambda: producer.close(timeout_s=DELIVERY_TIMEOUT_S)),
         ]
-        if reader is not None:
-            steps.append(("changelog reader", reader.close))
+        if self._reader is not None:
+            steps.append(("changelog reader", self._reader.close))
         steps.append(("state, workers and metrics server", self.close))
         close_all(steps)
 
@@ -340,24 +310,6 @@ class App:
     def _rebuilt(self, when: str) -> None:
         self.metrics.state_store_rebuilds.labels(when=when).inc()
 
-    def _rebuild(
-        self, exc: StateStoreCorrupted, consumer: AlertConsumer, records: list[Record]
-    ) -> None:
-        """The store turned out damaged while running: set it aside, restore the owned partitions
-        from the changelog (paused meanwhile) and fetch the batch in hand again (its offsets were
-        not stored). Without a changelog: stop (DeliveryFailed)."""
-        if not isinstance(self.state, DurableState) or self.state.changelog is None:
-            self.metrics.state_store_errors.inc()
-            raise DeliveryFailed(f"{exc}; no changelog to rebuild the store from; offsets not "
-                                 "stored") from exc  # fmt: skip
-        owned = sorted(self.owned)
-        self.features.release(owned)
-        self.state.rebuild(owned)
-        self._rebuilt("running")
-        consumer.pause(self.state.restoring())
-        consumer.rewind(records)
-        self.metrics.partitions_restoring.set(len(self.state.restoring()))
-
     def _changelogs(self) -> dict[str, str] | None:
         """The changelog topics (created if missing), once the input topics exist; None if
         stopped first."""
@@ -386,122 +338,15 @@ class App:
                 time.sleep(delay)
                 delay = min(2 * delay, 8.0)
 
-    def _batch(
-        self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
-    ) -> None:
-        self.flow.start()
-        try:
-            self._deliver(records, consumer, producer)
-        finally:
-            self.flow.end()
-
-    def _deliver(
-        self, records: list[Record], consumer: AlertConsumer, producer: AlertProducer
-    ) -> None:
-        s, m = self.settings, self.metrics
-        unknown = {r.topic for r in records} - set(self.pipeline.partitions)
-        if unknown:  # the key contract depends on them (Pipeline._check_keys)
-            self.pipeline.partitions.update(consumer.partition_counts(unknown))
-        try:
-            result = self.flow.call(lambda: self._process(records))
-        except StateStoreCorrupted as exc:  # nothing produced yet: rebuild, fetch the batch again
-            self._rebuild(exc, consumer, records)
-            return
-        except StateStoreError as exc:  # a read (the store's disk), before anything was produced
-            m.state_store_errors.inc()
-            raise DeliveryFailed(f"batch of {len(records)} messages: state not read ({exc}); "
-                                 "offsets not stored") from exc  # fmt: skip
-        try:
-            for key, value in result.outputs:
-                producer.produce(s.output_topic, value, key=key)
-            for key, value in result.objects:
-                producer.produce(s.object_topic, value, key=key)
-            for dl_key, dl_value in result.dead_letters:
-                producer.produce(s.dead_letter_topic, dl_value, key=dl_key)
-        except ProduceError as exc:  # refused by librdkafka itself (its limits, its config)
-            m.publish_failures.labels(topic=exc.topic).inc()
-            raise DeliveryFailed(f"batch of {len(records)} messages: {exc}; offsets not "
-                                 "stored") from exc  # fmt: skip
-        # At-least-once: input offsets are stored only after the batch's state is durable (its
-        # changed rows acknowledged on the changelog, then written to the local store) and every
-        # output of this batch (and of all before it) is acknowledged; on failure nothing is
-        # stored and the loop stops, so a restart redelivers the batch, which the state merges
-        # idempotently (it skips points it already holds).
-        try:
-            self.state.flush({(r.topic, r.partition) for r in records} & self.owned)
-        except StateStoreCorrupted as exc:  # outputs queued: redone after the rebuild (duplicates)
-            self._rebuild(exc, consumer, records)
-            return
-        except (ChangelogError, StateStoreError) as exc:
-            m.state_store_errors.inc()
-            raise DeliveryFailed(f"batch of {len(records)} messages: state not persisted "
-                                 f"({exc}); offsets not stored") from exc  # fmt: skip
-        self.flow.drain(producer, DELIVERY_TIMEOUT_S)
-        stored = [r for r in records if (r.topic, r.partition) in self.owned]  # revoked: redone
-        if not deliver_then_store(producer, consumer, stored, DELIVERY_TIMEOUT_S):
-            failures = producer.take_failures()
-            for _ in failures:
-                m.publish_failures.labels(topic=s.output_topic).inc()
-            raise DeliveryFailed(
-                f"batch of {len(records)} messages: outputs not acknowledged "
-                f"({failures[0].error if failures else 'timeout'}); offsets not stored"
-            )
+    def _observe(self, result: BatchResult, n_records: int) -> None:
         delivered = now_ms()
-        self._observe(result, delivered, len(records))
+        self.metrics.observe_batch(result, delivered, n_records)
+        self.ownership.gauges()
+        for (topic, reason), n in result.dead_reasons.items():
+            self.dead_log.add(topic, reason, n)
+        self.stats.add(result, n_records)
         if self.on_batch is not None:
             self.on_batch(result, delivered)
-
-    def _observe(self, r: BatchResult, delivered: int, n_records: int) -> None:
-        m, st = self.metrics, self.stats
-        for topic, n in r.consumed.items():
-            m.messages_consumed.labels(topic=topic).inc(n)
-        for (topic, reason), n in r.dead_reasons.items():
-            m.messages_dead_lettered.labels(topic=topic, reason=reason).inc(n)
-        classified: dict[str, int] = {}
-        for topic in r.output_topics:
-            classified[topic] = classified.get(topic, 0) + 1
-        for topic, n in classified.items():
-            m.source_bands_classified.labels(topic=topic).inc(n)
-        for topic, n in r.unclassified.items():
-            m.source_bands_unclassified.labels(topic=topic).inc(n)
-        for topic in classified.keys() | r.unclassified.keys():
-            m.source_bands_decoded.labels(topic=topic).inc(
-                classified.get(topic, 0) + r.unclassified[topic]
-            )
-        for topic, n in r.unknown.items():
-            m.source_bands_unknown.labels(topic=topic).inc(n)
-        for (topic, reason), n in r.dead_reasons.items():
-            self.dead_log.add(topic, reason, n)
-        for (survey, reason), n in r.dropped_detections.items():
-            m.detections_dropped.labels(survey=survey, reason=reason).inc(n)
-        for (survey, fallback), n in r.photometry_fallbacks.items():
-            m.photometry_fallbacks.labels(survey=survey, fallback=fallback).inc(n)
-        m.state_rows_reset.inc(r.rows_reset)
-        m.objects_classified.inc(len(r.objects))
-        m.batch_size.observe(n_records)
-        m.decode_seconds.observe(r.decode_s)
-        m.update_seconds.observe(r.update_s)
-        m.inference_seconds.observe(r.inference_s)
-        e2e = m.end_to_end_seconds
-        for ts in r.output_alert_ts:
-            if ts is not None:
-                e2e.observe(max(delivered - ts, 0) / 1000)
-        m.sources_held.set(len(self.state))
-        if r.model is not None and r.model.kind == "hybrid":
-            m.feature_refreshes.inc(r.features_refreshed)
-            m.feature_refresh_deferred.inc(r.features_deferred)
-            for reason, n in r.feature_failures.items():
-                m.feature_failures.labels(reason=reason).inc(n)
-            for seconds in r.feature_seconds:
-                m.feature_refresh_seconds.observe(seconds)
-            m.feature_stale_outputs.labels(kind="stale").inc(r.stale_outputs)
-            m.feature_stale_outputs.labels(kind="missing").inc(r.missing_outputs)
-            m.feature_cache_size.set(len(self.features))
-        st.batches += 1
-        st.consumed += n_records
-        st.alerts += r.alerts
-        st.classified += len(r.outputs)
-        st.dead_lettered += len(r.dead_letters)
 
 
 def run_in_thread(app: App, serve_metrics: bool = False) -> tuple[threading.Thread, list[Any]]:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from broker.photometry import TOTAL
-from broker.state import MemoryState, PartitionId, SourceKey, SourceState
+from broker.state import MemoryState, PartitionId, SourceKey, SourcePartitions, SourceState
 from broker.store import (
     RocksStore,
     StateStoreCorrupted,
@@ -105,8 +105,7 @@ class DurableState:
         self.on_event = on_event  # ("loaded" | "evicted" | "restored" | "persisted", n): metrics
         self.table = HistogramTable(grid, rows=min(cache_rows, 4096) + 64, points=1 << 20)
         self._kind: dict[SourceKey, str] = {}  # light-curve kind of rows in memory, if not TOTAL
-        self._lru: dict[SourceKey, PartitionId] = {}  # held rows, least recently used first
-        self._by_partition: dict[PartitionId, set[SourceKey]] = {}
+        self._sources = SourcePartitions()  # held rows and their partitions, in order of use
         self._dirty: dict[PartitionId, set[SourceKey]] = {}
         self._prefetched: dict[SourceKey, bytes] = {}  # rows `held` read, for the next update
         self._restoring: dict[PartitionId, tuple[int, int] | None] = {}  # (end marker, next)
@@ -149,12 +148,7 @@ class DurableState:
         self._load(keys)
         added = self.table.update(keys, t, m, err, offsets)
         for key, part, n in zip(keys, partitions, added.tolist(), strict=True):
-            old = self._lru.pop(key, None)
-            self._lru[key] = part  # most recently used last
-            if old != part:
-                if old is not None:
-                    self._by_partition[old].discard(key)
-                self._by_partition.setdefault(part, set()).add(key)
+            self._sources.note(key, part)
             if n:
                 self._dirty.setdefault(part, set()).add(key)
         return self.table.rows(keys, create=False)
@@ -268,15 +262,14 @@ class DurableState:
         if excess <= 0:
             return
         dirty = set().union(*self._dirty.values()) if self._dirty else set()
-        victims: list[tuple[SourceKey, PartitionId]] = []
-        for key, part in self._lru.items():
+        victims: list[SourceKey] = []
+        for key, _ in self._sources.oldest():
             if len(victims) >= excess:
                 break
             if key not in dirty:
-                victims.append((key, part))
-        for key, part in victims:
-            del self._lru[key]
-            self._by_partition[part].discard(key)
+                victims.append(key)
+        for key in victims:
+            self._sources.forget(key)
             self._kind.pop(key, None)
             self.table.drop(key)
         self._event("evicted", len(victims))
@@ -290,8 +283,7 @@ class DurableState:
             if self._reading == part:
                 self._reading = None
             self._dirty.pop(part, None)
-            for key in self._by_partition.pop(part, set()):
-                self._lru.pop(key, None)
+            for key in self._sources.release(part):
                 self._kind.pop(key, None)
                 if key in self.table:
                     self.table.drop(key)

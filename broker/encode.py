@@ -16,7 +16,8 @@ import numpy as np
 
 from broker import __version__
 from broker.avro import SCHEMA_DIR
-from broker.decode import DecodedAlert, LightcurveDecoder
+from broker.decode import DecodedAlert
+from broker.decode_lightcurve import LightcurveDecoder
 from broker.registry import local_registry
 
 BROKER_NAME = "dmdt-broker"

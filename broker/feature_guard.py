@@ -1,9 +1,10 @@
-"""A guard around a hybrid model's feature computation: one source's history never stops a batch.
+"""A guard around a model's feature computation: one source's history never stops a batch.
 
-`dmdt.hybrid.HybridClassifier.features` runs a period search (light-curve's Rust code and numpy)
-on a source's whole history. The decoders refuse absurd times (broker.sanity), but a history may
-hold them all the same (a store written by an older version keeps its points for good), and a
-bug or a corner case of a feature library must not stop the stream. `GuardedFeatures` wraps the
+A model's ``features`` (`dmdt.model.Model`: a hybrid model, a branch net) runs a period search
+(light-curve's Rust code and numpy) on a source's whole history. The decoders refuse absurd times
+(broker.sanity), but a history may hold them all the same (a store written by an older version
+keeps its points for good), and a bug or a corner case of a feature library must not stop the
+stream. `GuardedFeatures` wraps the
 model the pipeline hands to `broker.features.FeatureCache`:
 
 - a history spanning more than `MAX_BASELINE_DAYS` is not searched at all (reason
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from broker.features import FeatureModel
+from dmdt.model import Model
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,10 @@ def _is_panic(exc: BaseException) -> bool:
 
 
 class GuardedFeatures:
-    """A FeatureModel whose ``features`` never raises and never searches an absurd baseline;
+    """A model whose ``features`` never raises and never searches an absurd baseline;
     ``failures`` counts what it refused or caught, by reason (thread-safe)."""
 
-    def __init__(self, model: FeatureModel) -> None:
+    def __init__(self, model: Model) -> None:
         self.model = model
         self.failures: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -92,21 +93,19 @@ class GuardedFeatures:
         redone source by source so that only the source that fails is left without features."""
         width = len(self.model.feature_names)
         out = np.full((len(curves), width), np.nan)
-        many = getattr(self.model, "features_many", None)
         fine = [i for i, curve in enumerate(curves) if not self._refused(curve[0])]
         if not fine:
             return out
-        if many is not None:
-            try:
-                rows = np.asarray(many([curves[i] for i in fine]), dtype=np.float64)
-                out[fine] = rows.reshape(len(fine), width)
-                return out
-            except Exception:  # one bad source must not cost the others their features
-                log.warning("batched features failed: computing them source by source")
-            except BaseException as exc:
-                if not _is_panic(exc):
-                    raise
-                log.warning("batched features panicked: computing them source by source")
+        try:
+            rows = np.asarray(self.model.features_many([curves[i] for i in fine]), np.float64)
+            out[fine] = rows.reshape(len(fine), width)
+            return out
+        except Exception:  # one bad source must not cost the others their features
+            log.warning("batched features failed: computing them source by source")
+        except BaseException as exc:
+            if not _is_panic(exc):
+                raise
+            log.warning("batched features panicked: computing them source by source")
         for i in fine:
             out[i] = self._guarded(*curves[i])
         return out

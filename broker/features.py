@@ -1,7 +1,8 @@
-"""Per-source feature vectors of a hybrid model, refreshed on an amortised policy (pure, no Kafka).
+"""Per-source feature vectors of a model, refreshed on an amortised policy (pure, no Kafka).
 
-A hybrid model (`dmdt.hybrid.HybridClassifier`) classifies a source from its dmdt counts, which
-the state keeps exact and incremental, plus a feature vector (periods, harmonics, shape) that is
+A model that reads features (`dmdt.model.Model` with ``feature_names``: a hybrid model or a
+branch net) classifies a source from its dmdt counts, which the state keeps exact and
+incremental, plus a feature vector (periods, harmonics, shape) that is
 a pure function of the source's points and costs tens of milliseconds to compute (a Lomb-Scargle
 period search). Computing it on every alert would cap a consumer at a few dozen sources per
 second, so `FeatureCache` keeps each source's last vector and the number of distinct points it was
@@ -36,62 +37,30 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from broker.state import PartitionId, SourceKey
-from dmdt.grids import Grid
+from broker.state import PartitionId, SourceKey, SourcePartitions
+from dmdt.model import Curve, Model
 
 History = Callable[[SourceKey], tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> (t, m, err)
-Curve = tuple[np.ndarray, np.ndarray, np.ndarray]
 MAX_CALL = 256  # sources per features_many call at most (memory of one batched search)
 
 
-class FeatureModel(Protocol):
-    """What the broker uses of a hybrid model (`dmdt.hybrid.HybridClassifier` has these)."""
-
-    name: str
-    version: str
-    classes: list[str]
-    grid: Grid
-    min_points: int
-    feature_names: list[str]
-    features_version: int
-
-    def features(self, t: np.ndarray, m: np.ndarray, err: np.ndarray) -> np.ndarray:
-        """One source's feature vector (1-D float64): expensive, a pure function of the points."""
-        ...
-
-    # optional: ``features_many(curves) -> (n, F)``, the same rows in one call (batched search)
-
-    def classify(
-        self, counts: np.ndarray, n_points: np.ndarray, features: np.ndarray
-    ) -> np.ndarray:
-        """Counts ``(n, n_dt, n_dm)``, features ``(n, F)`` -> probabilities ``(n, n_classes)``."""
-        ...
+def features_of(model: Model, curves: Sequence[Curve]) -> np.ndarray:
+    """The vectors of ``curves`` ``(n, F)``, in one ``features_many`` call."""
+    return np.asarray(model.features_many(curves), dtype=np.float64).reshape(len(curves), -1)
 
 
-def features_of(model: FeatureModel, curves: Sequence[Curve]) -> np.ndarray:
-    """The vectors of ``curves`` ``(n, F)``: one ``features_many`` call when the model has it,
-    else :meth:`FeatureModel.features` source by source."""
-    many = getattr(model, "features_many", None)
-    if many is not None:
-        return np.asarray(many(curves), dtype=np.float64).reshape(len(curves), -1)
-    rows = [np.asarray(model.features(*c), dtype=np.float64).reshape(-1) for c in curves]
-    return np.array(rows).reshape(len(curves), -1)
-
-
-def feature_identity(model: FeatureModel) -> tuple[int, tuple[str, ...]]:
+def feature_identity(model: Model) -> tuple[int, tuple[str, ...]]:
     """Models with the same identity compute the same vectors: a reload keeps the cache."""
-    return int(model.features_version), tuple(model.feature_names)
+    return int(model.features_version or 0), tuple(model.feature_names)
 
 
 @dataclass
 class _Entry:
     vector: np.ndarray  # (F,) float64
     n_points: int  # distinct points it was computed on
-    partition: PartitionId
 
 
 @dataclass
@@ -130,6 +99,7 @@ class FeatureCache:
         self.max_entries = max_entries
         self.clock = clock
         self._entries: OrderedDict[SourceKey, _Entry] = OrderedDict()
+        self._sources = SourcePartitions()  # the partition of each entry
         self._identity: tuple[int, tuple[str, ...]] | None = None
         self._pool = ThreadPoolExecutor(threads, "dmdt-features") if threads > 1 else None
         self._per_source_s = math.inf  # measured cost of a refresh (seconds; inf: not yet)
@@ -157,22 +127,24 @@ class FeatureCache:
 
     def release(self, partitions: Iterable[PartitionId]) -> int:
         """Drop the vectors of partitions no longer owned; returns how many."""
-        gone = set(partitions)
-        drop = [k for k, e in self._entries.items() if e.partition in gone]
-        for key in drop:
-            del self._entries[key]
-        return len(drop)
+        dropped = 0
+        for part in set(partitions):
+            for key in self._sources.release(part):
+                del self._entries[key]
+                dropped += 1
+        return dropped
 
     def clear(self) -> None:
         """Forget every vector (a model computing other features was loaded)."""
         self._entries.clear()
+        self._sources = SourcePartitions()
 
     def close(self) -> None:
         """Stop the refresh threads."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _compute(self, model: FeatureModel, curves: list[Curve]) -> np.ndarray:
+    def _compute(self, model: Model, curves: list[Curve]) -> np.ndarray:
         """The vectors of ``curves``, split over the threads when there are several."""
         if self._pool is None or len(curves) < 2:
             return features_of(model, curves)
@@ -185,7 +157,7 @@ class FeatureCache:
 
     def lookup(
         self,
-        model: FeatureModel,
+        model: Model,
         keys: Sequence[SourceKey],
         partitions: Sequence[PartitionId],
         n_points: np.ndarray,
@@ -219,7 +191,7 @@ class FeatureCache:
 
     def _refresh(
         self,
-        model: FeatureModel,
+        model: Model,
         order: list[int],
         keys: Sequence[SourceKey],
         partitions: Sequence[PartitionId],
@@ -257,10 +229,12 @@ class FeatureCache:
             out.vectors[i] = vector
             out.points[i] = int(n_points[i])
             out.durations.append(seconds)
-            self._entries[keys[i]] = _Entry(vector, int(n_points[i]), partitions[i])
+            self._entries[keys[i]] = _Entry(vector, int(n_points[i]))
             self._entries.move_to_end(keys[i])
+            self._sources.note(keys[i], partitions[i])
         out.refreshed = len(done)
         out.deferred = len(order) - len(done)
         out.refresh_s = self.clock() - start
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            key, _ = self._entries.popitem(last=False)
+            self._sources.forget(key)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from broker.pipeline import BatchResult
 
 NAMESPACE = "dmdt"
 # Seconds, from 100 us (decoding one alert) to 60 s (a stalled end-to-end path).
@@ -194,6 +197,49 @@ class BrokerMetrics:
     def set_model(self, name: str, version: str, model_hash: str) -> None:
         """Publish the loaded model's identity (dmdt_model_info)."""
         self.model.info({"name": name, "version": version, "hash": model_hash})
+
+    def observe_batch(self, r: BatchResult, delivered_ms: int, n_records: int) -> None:
+        """Count what one delivered batch did (its messages, source-bands, dead letters,
+        detections, timings; and, for a model that reads features, their refreshes)."""
+        for topic, n in r.consumed.items():
+            self.messages_consumed.labels(topic=topic).inc(n)
+        for (topic, reason), n in r.dead_reasons.items():
+            self.messages_dead_lettered.labels(topic=topic, reason=reason).inc(n)
+        classified: dict[str, int] = {}
+        for topic in r.output_topics:
+            classified[topic] = classified.get(topic, 0) + 1
+        for topic, n in classified.items():
+            self.source_bands_classified.labels(topic=topic).inc(n)
+        for topic, n in r.unclassified.items():
+            self.source_bands_unclassified.labels(topic=topic).inc(n)
+        for topic in classified.keys() | r.unclassified.keys():
+            self.source_bands_decoded.labels(topic=topic).inc(
+                classified.get(topic, 0) + r.unclassified[topic]
+            )
+        for topic, n in r.unknown.items():
+            self.source_bands_unknown.labels(topic=topic).inc(n)
+        for (survey, reason), n in r.dropped_detections.items():
+            self.detections_dropped.labels(survey=survey, reason=reason).inc(n)
+        for (survey, fallback), n in r.photometry_fallbacks.items():
+            self.photometry_fallbacks.labels(survey=survey, fallback=fallback).inc(n)
+        self.state_rows_reset.inc(r.rows_reset)
+        self.objects_classified.inc(len(r.objects))
+        self.batch_size.observe(n_records)
+        self.decode_seconds.observe(r.decode_s)
+        self.update_seconds.observe(r.update_s)
+        self.inference_seconds.observe(r.inference_s)
+        for ts in r.output_alert_ts:
+            if ts is not None:
+                self.end_to_end_seconds.observe(max(delivered_ms - ts, 0) / 1000)
+        if r.model is not None and r.model.reads_features:
+            self.feature_refreshes.inc(r.features_refreshed)
+            self.feature_refresh_deferred.inc(r.features_deferred)
+            for reason, n in r.feature_failures.items():
+                self.feature_failures.labels(reason=reason).inc(n)
+            for seconds in r.feature_seconds:
+                self.feature_refresh_seconds.observe(seconds)
+            self.feature_stale_outputs.labels(kind="stale").inc(r.stale_outputs)
+            self.feature_stale_outputs.labels(kind="missing").inc(r.missing_outputs)
 
     def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """Set the consumer lag gauge from {(topic, partition): messages behind}."""

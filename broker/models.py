@@ -14,11 +14,9 @@ counts ``dmdt_model_load_failures_total`` and is retried only when ``CURRENT`` c
 A model whose grid differs from the state's grid is refused the same way (the stored histograms
 are binned on the old grid; switching grids needs a restart with fresh state).
 
-A model directory is either a dmdt CNN (`dmdt.classify.Classifier`) or a feature model (the
-dmdt counts plus per-source periodic features, see broker.features): a hybrid model
-(`dmdt.hybrid.HybridClassifier`, LightGBM) or a branch net (`dmdt.branchnet.BranchNetClassifier`,
-torch on the model's device), told apart by their model.json's kind; all are served the same
-way, hot reload included, and a reload may switch from one kind to another on the same grid.
+Every model kind is served the same way (`dmdt.model.load_model` recognises it; a hybrid model
+never imports torch), hot reload included, and a reload may switch from one kind to another on
+the same grid.
 """
 
 from __future__ import annotations
@@ -29,30 +27,50 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Literal
 
 import numpy as np
 
-from broker.features import FeatureModel
-from dmdt.artifact import CURRENT_FILE, ArtifactError, current_model, resolve_model_dir
-from dmdt.classify import Classifier
-from dmdt.feature_models import feature_model_kind
+from dmdt.engine import counts
 from dmdt.grids import Grid
+from dmdt.manifest import ArtifactError
+from dmdt.model import Model, load_model
+from dmdt.registry import CURRENT_FILE, current_model, is_registry, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded classifier and the identity every output record carries."""
+    """A loaded model and the threshold it is served with; its identity goes in every output."""
 
-    classifier: Classifier | FeatureModel
-    name: str  # classifier_name: architecture and grid, e.g. "dmdt-shallow-paper"
-    version: str  # classifier_version: the registry version (creation time and hash prefix)
-    content_hash: str  # model_hash
+    classifier: Model
     min_points: int  # sources with fewer distinct points are not classified
-    kind: Literal["cnn", "hybrid"] = "cnn"
+
+    @classmethod
+    def of(cls, model: Model, min_points: int | None = None) -> ServedModel:
+        """Serve ``model``; min_points defaults to the one the model was trained with."""
+        trained = model.min_points  # the cleaning threshold recorded at training
+        return cls(model, max(2, int(trained if min_points is None else min_points)))
+
+    @property
+    def name(self) -> str:
+        """classifier_name: e.g. ``dmdt-shallow-paper`` (a CNN) or the model's own name."""
+        return self.classifier.name
+
+    @property
+    def version(self) -> str:
+        """classifier_version: the model's version (its content hash's prefix in it)."""
+        return self.classifier.version
+
+    @property
+    def content_hash(self) -> str:
+        """model_hash: computed from the files the model was loaded from."""
+        return self.classifier.content_hash
+
+    @property
+    def kind(self) -> str:
+        """cnn, hybrid or branchnet (for the logs and the announcement; callers do not fork)."""
+        return self.classifier.kind
 
     @property
     def grid(self) -> Grid:
@@ -64,75 +82,23 @@ class ServedModel:
         """Class names in the order of the probabilities."""
         return tuple(self.classifier.classes)
 
-    @classmethod
-    def of(cls, classifier: Classifier, min_points: int | None = None) -> ServedModel:
-        """Identity of a classifier; min_points defaults to the one the model was trained with."""
-        model = classifier.model
-        trained = model.min_points  # the cleaning threshold recorded at training
-        return cls(
-            classifier=classifier,
-            name=f"dmdt-{model.net_config.arch}-{model.grid.name}",
-            version=model.version,
-            content_hash=model.content_hash,
-            min_points=max(2, int(trained if min_points is None else min_points)),
-        )
-
-    @classmethod
-    def of_hybrid(
-        cls, model: FeatureModel, content_hash: str, min_points: int | None = None
-    ) -> ServedModel:
-        """Identity of a hybrid model (its name and version; the content hash of its files)."""
-        trained = model.min_points
-        return cls(
-            classifier=model,
-            name=model.name,
-            version=model.version,
-            content_hash=content_hash,
-            min_points=max(2, int(trained if min_points is None else min_points)),
-            kind="hybrid",
-        )
-
-
-def hybrid_module() -> ModuleType:
-    """`dmdt.hybrid`, imported on first use (LightGBM and light-curve are only needed there)."""
-    from dmdt import hybrid
-
-    return hybrid
-
-
-def is_hybrid_dir(path: str | os.PathLike[str]) -> bool:
-    """True when a model directory holds a feature model, served through the feature cache: a
-    hybrid model or a branch net (a CNN directory has no model.json)."""
-    if not (Path(path) / "model.json").is_file():
-        return False
-    return is_branchnet_dir(path) or bool(hybrid_module().is_hybrid_model(path))
-
-
-def is_branchnet_dir(path: str | os.PathLike[str]) -> bool:
-    """True when a model directory holds a branch net (dmdt/branchnet.py)."""
-    return feature_model_kind(path) == "branchnet"
+    @property
+    def reads_features(self) -> bool:
+        """True when the model reads per-source features (broker.features keeps them)."""
+        return bool(self.classifier.feature_names)
 
 
 def warm_up(served: ServedModel) -> None:
-    """One tiny classification, so that the first batch does not pay for initialisation."""
-    zeros = np.zeros((1, *served.grid.shape), dtype=np.int32)
-    clf = served.classifier
-    if isinstance(clf, Classifier):
-        clf.classify_counts(zeros, [2])
-        return
-    # a noisy sinusoid of min_points points: LightGBM, light-curve and torch all run once
-    n = max(served.min_points, 20)
+    """One tiny classification, features included, so that the first batch does not pay for
+    initialisation (torch's kernels, LightGBM, the period search)."""
+    n = min(max(served.min_points, 20), 1000)  # a noisy sinusoid of min_points points (capped)
     rng = np.random.default_rng(0)
     t = np.sort(rng.uniform(0.0, 400.0, n))
     m = 15.0 + 0.3 * np.sin(2 * np.pi * t / 0.61) + rng.normal(0.0, 0.02, n)
     err = np.full(n, 0.02)
-    vector = np.asarray(clf.features(t, m, err), dtype=np.float64)[None]  # (1, F)
-    clf.classify(zeros, np.array([n]), vector)
-
-
-def is_registry(path: str | os.PathLike[str]) -> bool:
-    """True when the path is a model registry (a folder with a CURRENT file)."""
-    return (Path(path) / CURRENT_FILE).is_file()
+    model = served.classifier
+    features = np.asarray(model.features_many([(t, m, err)]), dtype=np.float64)  # (1, F)
+    model.classify(counts(t, m, served.grid)[None], np.array([n]), features)
 
 
 class ModelSource:
@@ -170,18 +136,8 @@ class ModelSource:
             self.on_load(self.current)
 
     def _load(self, path: Path) -> ServedModel:
-        if is_hybrid_dir(path):
-            if is_branchnet_dir(path):
-                from dmdt.branchnet import BranchNetClassifier  # torch and light-curve
-
-                model = BranchNetClassifier.load(path, self.device)
-            else:
-                model = hybrid_module().HybridClassifier.load(path)
-            # verified against its manifest, the hash computed from its files
-            served = ServedModel.of_hybrid(model, model.content_hash, self.min_points)
-        else:
-            clf = Classifier.from_checkpoint(path, self.device)
-            served = ServedModel.of(clf, self.min_points)
+        # verified against its manifest, the hash computed from its files
+        served = ServedModel.of(load_model(path, self.device), self.min_points)
         # torch initialises its CPU kernels on the first call (over a second here): do it now,
         # not in the first batch, so that neither a start nor a reload stalls the stream
         warm_up(served)

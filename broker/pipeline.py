@@ -14,8 +14,8 @@ Steps per batch, each timed for the metrics:
 3. apply the chosen points to the state in one `HistogramTable.update` call (grouped by
    (source_id, band); points already held are skipped, so redelivered alerts change nothing);
 4. classify every source the batch touched that holds at least the model's ``min_points``
-   distinct points, in one batched call (a hybrid model first gets each source's feature vector
-   from the `broker.features.FeatureCache`, refreshed on its amortised policy);
+   distinct points, in one batched call (a model that reads per-source features first gets each
+   source's vector from the `broker.features.FeatureCache`, refreshed on its amortised policy);
 5. one classification record per alert of those sources (scope "band"), keyed by source id; and
    with ``object_records``, one record per object (scope "object", `BatchResult.objects`, for
    the object topic) that combines the bands of the object the batch classified
@@ -53,7 +53,6 @@ from broker.outputs import ClassificationWriter
 from broker.photometry import LEGACY, Points
 from broker.state import PartitionId, SourceKey, SourceState
 from dmdt.bands import combine_bands
-from dmdt.classify import Classifier
 from dmdt.engine import MAX_POINTS
 
 PROCESSING_ERROR = "processing_error"  # a reason outside DecodeError's: our bug, not the input's
@@ -111,7 +110,7 @@ class BatchResult:
     update_s: float = 0.0
     inference_s: float = 0.0
     encode_s: float = 0.0
-    # hybrid models: the batch's feature refreshes (broker.features)
+    # models that read features: the batch's feature refreshes (broker.features)
     features_refreshed: int = 0
     features_deferred: int = 0  # refreshes due but over the batch's budget
     features_s: float = 0.0
@@ -141,7 +140,7 @@ class Pipeline:
         self.min_probability = min_probability  # below it a record's thresholded_class is UNKNOWN
         self.object_records = object_records  # also one record per object over its bands
         self.decoders = dict(decoders)
-        self.features = features if features is not None else FeatureCache()  # hybrid models
+        self.features = features if features is not None else FeatureCache()
         self.state = state
         self.model = model  # called once per batch: the model may change between batches
         self.strict = strict
@@ -357,15 +356,12 @@ class Pipeline:
         n_points = self.state.n_points(uniq)
         ready = n_points >= served.min_points
         counts = self.state.counts(uniq[ready])  # (n_ready, n_dt, n_dm)
-        clf = served.classifier
-        feature_points = n_points  # points behind each source's features (CNN: all of them)
-        if isinstance(clf, Classifier):
-            probs = clf.classify_counts(counts, n_points[ready])  # one batched call
-        elif not ready.any():
-            probs = np.zeros((0, len(served.classes)))
-        else:
+        model = served.classifier
+        feature_points = n_points  # points behind each source's features (no features: all)
+        vectors = np.zeros((int(ready.sum()), 0))  # (n_ready, F): F = 0 reads no features
+        if served.reads_features and ready.any():
             at = first[ready].tolist()  # an alert of each ready source: its key and partition
-            guarded = GuardedFeatures(clf)  # a history no period search takes stops nothing
+            guarded = GuardedFeatures(model)  # a history no period search takes stops nothing
             found = self.features.lookup(
                 guarded, [keys[i] for i in at], [parts[i] for i in at], n_points[ready],
                 self.state.history,
@@ -375,7 +371,11 @@ class Pipeline:
             out.features_s, out.feature_seconds = found.refresh_s, found.durations
             feature_points = np.zeros_like(n_points)
             feature_points[ready] = found.points
-            probs = clf.classify(counts, n_points[ready], found.vectors)  # one batched call
+            vectors = found.vectors
+        if ready.any():
+            probs = model.classify(counts, n_points[ready], vectors)  # one batched call
+        else:
+            probs = np.zeros((0, len(served.classes)))
         out.sources_classified = int(ready.sum())
         t3 = time.perf_counter()
         out.inference_s = t3 - t2 - out.features_s
@@ -395,7 +395,7 @@ class Pipeline:
         alert_slot = slot[inverse].tolist()
         alert_points = n_points[inverse].tolist()
         alert_features = feature_points[inverse].tolist()
-        hybrid = served.kind == "hybrid"
+        reads_features = served.reads_features
         kinds = [p.kind for p in chosen]
         # object -> its last alert's index and, per band, the probs row, points and kind
         objects: dict[str, tuple[int, dict[str, tuple[int, int, str]]]] = {}
@@ -411,7 +411,7 @@ class Pipeline:
                 out.stale_outputs += f > 0
             value = encode(
                 a.survey, a.source_id, a.alert_id, a.band, n, blocks[s], a.alert_time,
-                msg.timestamp_ms, f if hybrid else None, answers[s], kinds[j],
+                msg.timestamp_ms, f if reads_features else None, answers[s], kinds[j],
             )  # fmt: skip
             if answers[s] == UNKNOWN:
                 out.unknown[msg.topic] += 1

@@ -15,7 +15,7 @@ bring newly owned partitions' state up to date before they are processed.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +27,54 @@ from dmdt.table import HistogramTable
 
 PartitionId = tuple[str, int]  # (topic, partition); the same shape broker.kafka uses
 SourceKey = tuple[str, str]  # (source_id, band)
+
+
+class SourcePartitions:
+    """Which partition each held source arrived on, and each partition's sources: the per-source
+    bookkeeping of everything kept per partition (`MemoryState`, `broker.durable.DurableState`,
+    `broker.features.FeatureCache`), so that dropping a partition costs its own sources only.
+    Sources are kept in order of use, least recently used first."""
+
+    def __init__(self) -> None:
+        self._of: dict[SourceKey, PartitionId] = {}
+        self._keys: dict[PartitionId, set[SourceKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._of)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._of
+
+    def note(self, key: SourceKey, partition: PartitionId) -> None:
+        """``key`` was just used, arriving on ``partition`` (it moves there if it was elsewhere)."""
+        old = self._of.pop(key, None)
+        self._of[key] = partition
+        if old != partition:
+            if old is not None:
+                self._keys[old].discard(key)
+            self._keys.setdefault(partition, set()).add(key)
+
+    def forget(self, key: SourceKey) -> None:
+        """Forget one source (evicted)."""
+        part = self._of.pop(key, None)
+        if part is not None:
+            self._keys[part].discard(key)
+
+    def release(self, partition: PartitionId) -> set[SourceKey]:
+        """Forget a partition; returns the sources it held."""
+        keys = self._keys.pop(partition, set())
+        for key in keys:
+            del self._of[key]
+        return keys
+
+    def oldest(self) -> Iterator[tuple[SourceKey, PartitionId]]:
+        """Sources and their partitions, least recently used first (do not change it while
+        iterating: collect, then `forget`)."""
+        return iter(self._of.items())
+
+    def partitions(self) -> list[PartitionId]:
+        """Partitions that hold at least one source."""
+        return [p for p, keys in self._keys.items() if keys]
 
 
 class SourceState(Protocol):
@@ -106,8 +154,7 @@ class MemoryState:
         self.max_points = MAX_POINTS
         self.table = HistogramTable(grid, rows=rows, points=points)
         self._kind: dict[Hashable, str] = {}
-        self._owner: dict[Hashable, PartitionId] = {}
-        self._by_partition: dict[PartitionId, set[Hashable]] = {}
+        self._sources = SourcePartitions()
 
     def __len__(self) -> int:
         return len(self.table)
@@ -123,13 +170,8 @@ class MemoryState:
     ) -> np.ndarray:
         """One batched `HistogramTable.update`; returns the row of each alert."""
         self.table.update(keys, t, m, err, offsets)
-        for key, part in dict(zip(keys, partitions, strict=True)).items():
-            old = self._owner.get(key)
-            if old != part:
-                if old is not None:
-                    self._by_partition[old].discard(key)
-                self._owner[key] = part
-                self._by_partition.setdefault(part, set()).add(key)
+        for key, part in zip(keys, partitions, strict=True):
+            self._sources.note(key, part)
         return self.table.rows(keys, create=False)
 
     def n_points(self, rows: np.ndarray) -> np.ndarray:
@@ -166,8 +208,7 @@ class MemoryState:
         """Drop the rows of these partitions (the table reclaims their slots when it needs room)."""
         dropped = 0
         for part in partitions:
-            for key in self._by_partition.pop(part, set()):
-                self._owner.pop(key, None)
+            for key in self._sources.release(part):
                 self._kind.pop(key, None)
                 self.table.drop(key)
                 dropped += 1
@@ -189,7 +230,7 @@ class MemoryState:
 
     def partitions(self) -> list[PartitionId]:
         """Partitions that own at least one row."""
-        return [p for p, keys in self._by_partition.items() if keys]
+        return self._sources.partitions()
 
     def history(self, key: SourceKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A source's stored times, magnitudes and errors (copies)."""

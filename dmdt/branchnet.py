@@ -1,4 +1,5 @@
-"""A network over the dmdt image and the periodic features: model kind ``branchnet``.
+"""Model kind ``branchnet`` (format ``dmdt-branchnet/1``): a network over the dmdt image and the
+periodic features (torch).
 
 The dmdt image says how the magnitude differences of a source's pairs of points spread over time
 lags; it does not hold the period, the light curve folded at it, the amplitude in magnitudes or
@@ -7,11 +8,11 @@ the noise level. This net reads both: the paper's shallow CNN on the image (conv
 (quantile-normalised; a missing value is 0 beside an indicator), the two embeddings concatenated
 -> dense 64 -> classes; several members (seeds) trained apart, their probabilities averaged.
 
-It serves through the broker's feature path with a hybrid model's interface (broker/features.py:
-``features(t, m, err)`` per source, refreshed now and then; ``classify(counts, n_points,
-features)`` per batch) and classifies a batch as dmdt.classify.Classifier does: torch on the GPU
-when there is one, else the CPU, in chunks of one fixed size (the last padded), so that a source's
-probabilities never depend on the batch it came in.
+It is a `dmdt.model.Model` that reads features, as a hybrid model (``features(t, m, err)`` per
+source, refreshed now and then by the stream; ``classify(counts, n_points, features)`` per batch)
+and classifies a batch as the CNN does (`dmdt.inference`): torch on the GPU when there is one,
+else the CPU, in chunks of one fixed size (the last padded), so that a source's probabilities
+never depend on the batch it came in.
 
 A model directory holds ``model.json`` (kind ``branchnet``: classes, grid, feature names and
 version, the net's config, temperature, training record, metrics), ``weights.pt`` (the state dict:
@@ -26,7 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,12 +35,21 @@ from scipy.special import ndtri
 from torch import nn
 
 from dmdt import periodic
-from dmdt.artifact import _json_bytes, _write_atomic
-from dmdt.classify import CPU_CHUNK, GPU_CHUNK, deterministic, images_to_batch, resolve_device
 from dmdt.engine import normalize
 from dmdt.grids import Grid
+from dmdt.inference import deterministic, images_to_batch, layout, padded_chunks, resolve_device
 from dmdt.lightcurves import LightCurve, clean
-from dmdt.manifest import MANIFEST_FILE, ArtifactError, read_manifest, write_manifest
+from dmdt.manifest import (
+    MANIFEST_FILE,
+    ArtifactError,
+    json_bytes,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+)
+
+if TYPE_CHECKING:
+    from dmdt.model import Predictions
 
 KIND = "branchnet"
 FORMAT = "dmdt-branchnet/1"
@@ -165,20 +175,11 @@ def scaled_features(x: np.ndarray, quantiles: np.ndarray, missing: Sequence[int]
     return np.concatenate([np.nan_to_num(z, nan=0.0), flags], axis=1).astype(np.float32)
 
 
-def is_branchnet_model(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a model directory whose model.json says ``"kind": "branchnet"``."""
-    config = Path(path) / CONFIG_FILE
-    try:
-        return bool(json.loads(config.read_text()).get("kind") == KIND)
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 @dataclass
 class BranchNetClassifier:
-    """A trained :class:`BranchNet` with its classes, grid and features: the broker's feature
-    model interface (broker.features.FeatureModel)."""
+    """A trained :class:`BranchNet` with its classes, grid and features (a `dmdt.model.Model`)."""
 
+    kind = KIND
     name: str
     classes: list[str]
     grid: Grid
@@ -194,6 +195,7 @@ class BranchNetClassifier:
     content_hash: str = ""  # sha256 over the files (dmdt.manifest), set by save and load
     device: str | torch.device = "cpu"
     views: list[str] = field(default_factory=lambda: ["curve"])
+    path: Path | None = None  # the model directory, set by save and load
 
     def __post_init__(self) -> None:
         if len(self.classes) != self.config.n_classes:
@@ -206,9 +208,7 @@ class BranchNetClassifier:
         if not (np.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         self.device = resolve_device(self.device)
-        cpu = self.device.type == "cpu"
-        self._layout = torch.channels_last if cpu else torch.contiguous_format
-        self._chunk = CPU_CHUNK if cpu else GPU_CHUNK
+        self._layout, self._chunk = layout(self.device)
         self._quantiles = self.net.quantiles.detach().cpu().numpy().astype(np.float64)
         net = self.net.to(self.device)
         self.net = net.to(memory_format=self._layout).eval()  # type: ignore[call-overload]
@@ -218,15 +218,29 @@ class BranchNetClassifier:
     def features(self, t: np.ndarray, m: np.ndarray, err: np.ndarray) -> np.ndarray:
         """The periodic feature vector ``(F,)`` float64 of one source's points (any order; bad
         points dropped, same times merged as in training); all NaN below ``min_points``."""
+        return self.features_many([(t, m, err)])[0]
+
+    def features_many(
+        self, curves: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> np.ndarray:
+        """:meth:`features` of many sources ``(t, m, err)`` in one period search ``(n, F)``
+        (each row equals :meth:`features` of its source alone)."""
         if self.features_version != periodic.FEATURES_VERSION:
             raise ValueError(
                 f"model {self.name} wants periodic features version {self.features_version}, "
                 f"this code computes version {periodic.FEATURES_VERSION}"
             )
-        lc, _ = clean(LightCurve("source", t, m, err), self.min_points, min_time=None)
-        if lc is None:
-            return np.full(len(self.feature_names), np.nan)
-        return np.asarray(periodic.features([lc])[0][0], dtype=np.float64)
+        out = np.full((len(curves), len(self.feature_names)), np.nan)
+        where: list[int] = []
+        seen: list[LightCurve] = []
+        for i, (t, m, err) in enumerate(curves):
+            lc, _ = clean(LightCurve("source", t, m, err), self.min_points, min_time=None)
+            if lc is not None:
+                where.append(i)
+                seen.append(lc)
+        if seen:
+            out[where] = np.asarray(periodic.features(seen)[0], dtype=np.float64)
+        return out
 
     # --- batched classification (cheap, every alert) ------------------------------------------
 
@@ -252,16 +266,10 @@ class BranchNetClassifier:
 
     def predict(self, images: torch.Tensor, feats: torch.Tensor) -> np.ndarray:
         """Probabilities ``(n, n_classes)`` float32 of the net's inputs, in fixed-size chunks."""
-        size = self._chunk
         out = []
         with deterministic(), torch.inference_mode():
-            for start in range(0, images.shape[0], size):
-                img = images[start : start + size]  # (b, 1, n_dt, n_dm)
-                ft = feats[start : start + size]  # (b, F + M)
-                n = img.shape[0]
-                if n < size:  # padded to the chunk size, see dmdt.classify.CPU_CHUNK
-                    img = torch.cat([img, img.new_zeros((size - n, *img.shape[1:]))])
-                    ft = torch.cat([ft, ft.new_zeros((size - n, ft.shape[1]))])
+            # (size, 1, n_dt, n_dm) images and (size, F + M) features, the last chunk padded
+            for (img, ft), n in padded_chunks([images, feats], self._chunk):
                 img = img.to(self.device).contiguous(memory_format=self._layout)
                 logits = self.net(img, ft.to(self.device))[:, :n]  # (members, b, n_classes)
                 probs = torch.softmax(logits.float() / self.temperature, dim=2).mean(dim=0)
@@ -277,6 +285,12 @@ class BranchNetClassifier:
         n_dm)`` on :attr:`grid`, the curves' point numbers and their :meth:`features` rows
         ``(n, F)`` (NaN allowed)."""
         return self.predict(*self.inputs(counts, n_points, features))
+
+    def classify_lightcurves(self, lcs: Sequence[LightCurve]) -> Predictions:
+        """Probabilities of cleaned light curves (their features computed)."""
+        from dmdt.model import classify_lightcurves
+
+        return classify_lightcurves(self, lcs)
 
     # --- the model directory ------------------------------------------------------------------
 
@@ -307,10 +321,10 @@ class BranchNetClassifier:
         out.mkdir(parents=True, exist_ok=True)
         (out / MANIFEST_FILE).unlink(missing_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        _write_atomic(out / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
-        _write_atomic(out / CONFIG_FILE, lambda fh: fh.write(_json_bytes(self.to_config())))
+        write_atomic(out / WEIGHTS_FILE, lambda fh: torch.save(state, fh))
+        write_atomic(out / CONFIG_FILE, lambda fh: fh.write(json_bytes(self.to_config())))
         manifest = write_manifest(out, FORMAT, (WEIGHTS_FILE, CONFIG_FILE))
-        self.content_hash = manifest.content_hash
+        self.content_hash, self.path = manifest.content_hash, out
         self.version = f"{self.name}-{manifest.content_hash[:12]}"
 
     @classmethod
@@ -319,8 +333,6 @@ class BranchNetClassifier:
     ) -> BranchNetClassifier:
         """Read and verify a model directory written by :meth:`save`."""
         folder = Path(path)
-        if not is_branchnet_model(folder):
-            raise ArtifactError(f"{folder} is not a branchnet model directory")
         manifest = read_manifest(folder, FORMAT)  # every file listed and hashed, nothing else
         manifest.require([WEIGHTS_FILE, CONFIG_FILE])
         config = json.loads(manifest.path(CONFIG_FILE).read_text())
@@ -346,4 +358,5 @@ class BranchNetClassifier:
         )
         model.content_hash = manifest.content_hash  # computed from the files, never declared
         model.version = f"{model.name}-{manifest.content_hash[:12]}"
+        model.path = folder
         return model

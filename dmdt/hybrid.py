@@ -1,8 +1,9 @@
-"""The hybrid classifier (issue 7): gradient boosting on periodic features and the dmdt image.
+"""Model kind ``hybrid`` (format ``dmdt-hybrid/1``): gradient boosting on periodic features and
+the dmdt image (LightGBM; no torch).
 
-The broker calls two things. :meth:`HybridClassifier.features` is the expensive per-source part
-(period search, harmonic fits, the folded curve: ~50-65 ms for a few hundred points); it is a
-pure function of the points, so the stream may refresh it only every so often and keep the last
+A `dmdt.model.Model` of two parts. :meth:`HybridClassifier.features` is the expensive per-source
+part (period search, harmonic fits, the folded curve: ~50-65 ms for a few hundred points); it is
+a pure function of the points, so the stream may refresh it only every so often and keep the last
 vector. :meth:`HybridClassifier.classify` is cheap and batched: it takes the dmdt pair counts the
 stream keeps up to date on every alert, plus the stored feature vectors.
 
@@ -12,11 +13,10 @@ then each view's periodic features side by side, and each view's boosters see th
 
 A model directory holds ``model.json`` (kind ``hybrid``: classes, grid, views, feature names and
 version, the design, training record and metrics) and LightGBM boosters as text (``gbm_<i>.txt``,
-view by view).
-``MANIFEST.json`` records their sha256 (`dmdt.manifest`, the same rules as a CNN's):
-:meth:`HybridClassifier.load` reads only files it lists, refuses a directory whose files do not
-match it or whose booster names leave the folder, and computes the content hash (the model's
-identity) from the files.
+view by view). ``MANIFEST.json`` records their sha256 (`dmdt.manifest`, the same rules as every
+kind's): :meth:`HybridClassifier.load` reads only files it lists, refuses a directory whose files
+do not match it or whose booster names leave the folder, and computes the content hash (the
+model's identity) from the files.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -34,8 +35,18 @@ from dmdt import periodic
 from dmdt.engine import normalize
 from dmdt.grids import Grid, get_grid
 from dmdt.lightcurves import LightCurve, clean
-from dmdt.manifest import MANIFEST_FILE, ArtifactError, read_manifest, write_manifest
+from dmdt.manifest import (
+    MANIFEST_FILE,
+    ArtifactError,
+    json_bytes,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+)
 from dmdt.views import VIEWS
+
+if TYPE_CHECKING:
+    from dmdt.model import Predictions
 
 KIND = "hybrid"
 FORMAT = "dmdt-hybrid/1"
@@ -54,22 +65,13 @@ def view_feature_names(views: Sequence[str]) -> list[str]:
     ]
 
 
-def is_hybrid_model(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a model directory whose model.json says ``"kind": "hybrid"``."""
-    config = Path(path) / CONFIG_FILE
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("kind") == KIND
-    except (ValueError, AttributeError):
-        return False
-
-
 @dataclass
 class HybridClassifier:
     """Boosters over ``[features, image columns]``; probabilities averaged over the boosters
-    (with several views: over each view's boosters on its block of features, then over views)."""
+    (with several views: over each view's boosters on its block of features, then over views).
+    A `dmdt.model.Model`."""
 
+    kind = KIND
     name: str
     classes: list[str]
     grid: Grid
@@ -84,6 +86,7 @@ class HybridClassifier:
     temperature: float = 1.0  # probabilities ~ p ** (1 / T): fitted out-of-fold (calibration)
     version: str = "unsaved"
     content_hash: str = ""  # sha256 identity of the model directory, set by save and load
+    path: Path | None = None  # the model directory, set by save and load
 
     def __post_init__(self) -> None:
         if self.image_mode not in IMAGE_MODES:
@@ -175,6 +178,12 @@ class HybridClassifier:
             return np.zeros((0, len(self.classes)))
         return calibrated(self.booster_probs(x), self.temperature)
 
+    def classify_lightcurves(self, lcs: Sequence[LightCurve]) -> Predictions:
+        """Probabilities of cleaned light curves (their features computed: ~12 ms each)."""
+        from dmdt.model import classify_lightcurves
+
+        return classify_lightcurves(self, lcs)
+
     def booster_probs(self, x: np.ndarray) -> np.ndarray:
         """Uncalibrated probabilities ``(n, n_classes)`` of a :meth:`design` matrix: the mean
         over each view's boosters on that view's columns, then over the views."""
@@ -224,22 +233,19 @@ class HybridClassifier:
         (out / MANIFEST_FILE).unlink(missing_ok=True)
         config = self.config()
         for name, booster in zip(config["boosters"], self.boosters, strict=True):
-            (out / name).write_text(booster.model_to_string())
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n")
+            write_atomic(out / name, partial(_write_text, booster.model_to_string()))
+        write_atomic(out / CONFIG_FILE, lambda fh: fh.write(json_bytes(config)))
         manifest = write_manifest(out, FORMAT, (*config["boosters"], CONFIG_FILE))
-        self.content_hash = manifest.content_hash
+        self.content_hash, self.path = manifest.content_hash, out
         self.version = f"{self.name}-{manifest.content_hash[:12]}"
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HybridClassifier:
-        """Read and verify a model directory written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> HybridClassifier:
+        """Read and verify a model directory written by :meth:`save` (LightGBM runs on the
+        CPU: ``device`` is not used)."""
         import lightgbm as lgb
 
         folder = Path(path)
-        if not is_hybrid_model(folder):
-            raise ArtifactError(
-                f"{folder} is not a hybrid model directory (no model.json kind hybrid)"
-            )
         manifest = read_manifest(folder, FORMAT)
         config = json.loads(manifest.path(CONFIG_FILE).read_text())
         if config.get("format") != FORMAT:
@@ -266,7 +272,12 @@ class HybridClassifier:
         )
         model.content_hash = manifest.content_hash  # computed from the files, never declared
         model.version = f"{model.name}-{manifest.content_hash[:12]}"
+        model.path = folder
         return model
+
+
+def _write_text(text: str, fh: BinaryIO) -> None:
+    fh.write(text.encode())
 
 
 def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:

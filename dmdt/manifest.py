@@ -5,9 +5,9 @@ of, and the content hash over them (the model's identity: ``model_hash`` in ever
 
     {"format": "dmdt-hybrid/1", "files": {"model.json": "<sha256>", ...}, "content_hash": "..."}
 
-`read_manifest` is called by every loader (`dmdt.artifact.load_model` for a CNN,
-`dmdt.hybrid.HybridClassifier.load` for a hybrid) and refuses (`ArtifactError`) a directory that
-breaks any of these rules:
+`read_manifest` is called by every kind's loader (`dmdt.cnn`, `dmdt.hybrid`, `dmdt.branchnet`,
+reached through `dmdt.model.load_model`) and refuses (`ArtifactError`) a directory that breaks
+any of these rules:
 
 - the manifest's format is the one the loader reads;
 - every file the model is made of is listed, and nothing else (`Manifest.require`): the loader
@@ -26,6 +26,10 @@ The content hash follows the model format, so that models written before keep th
 ``dmdt-model/1`` (the CNN) hashes ``format`` then ``\\n<name>:<sha256>`` per file in the order
 the format fixes (model.pt, config.json); ``dmdt-hybrid/1`` and ``dmdt-branchnet/1`` hash the
 JSON of the sorted ``{name: sha256}`` map.
+
+Every file of a model directory is written through `write_atomic` (a temporary file, fsync, a
+rename), the manifest last: a run that dies half-way leaves a directory the loaders refuse,
+never a wrong model.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 MANIFEST_FILE = "MANIFEST.json"
 
@@ -131,6 +136,31 @@ class Manifest:
                                 "which the model does not use: refusing the model")  # fmt: skip
 
 
+def temp_path(folder: Path, name: str) -> Path:
+    """A fresh hidden name in ``folder`` (created with open()/mkdir(), so the umask applies,
+    unlike tempfile's private 0600/0700 that a broker running as another user could not read)."""
+    return folder / f".{name}.{secrets.token_hex(6)}.tmp"
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through a temporary file in the same folder, fsync, and a rename."""
+    tmp = temp_path(path.parent, path.name)
+    try:
+        with tmp.open("xb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented JSON text with a final newline (a model's config file)."""
+    return (json.dumps(obj, indent=1) + "\n").encode()
+
+
 def write_manifest(
     folder: str | os.PathLike[str], format_name: str, names: Iterable[str]
 ) -> Manifest:
@@ -140,17 +170,19 @@ def write_manifest(
     files = {name: sha256_file(check_name(root, name)) for name in names}
     manifest = Manifest(root, format_name, files, content_hash(format_name, files))
     record = {"format": format_name, "files": files, "content_hash": manifest.content_hash}
-    tmp = root / f".{MANIFEST_FILE}.{secrets.token_hex(6)}.tmp"
-    try:
-        with tmp.open("x") as fh:
-            fh.write(json.dumps(record, indent=1) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, root / MANIFEST_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(root / MANIFEST_FILE, lambda fh: fh.write(json_bytes(record)))
     return manifest
+
+
+def recorded_format(folder: str | os.PathLike[str]) -> str | None:
+    """The model format a directory's MANIFEST.json names, unverified (to pick the loader, which
+    verifies everything); None without a readable one."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = data.get("format") if isinstance(data, dict) else None
+    return recorded if isinstance(recorded, str) else None
 
 
 def read_manifest(folder: str | os.PathLike[str], format_name: str) -> Manifest:

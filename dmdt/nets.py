@@ -9,7 +9,7 @@ two configurations of the authors' public code (AshishMahabal/Reproducibility, n
 
 Every convolution is "valid" (no padding), stride 1, ReLU; every dense hidden layer ReLU (the
 Lasagne default); weights Glorot-uniform and biases zero (Lasagne's defaults). The nets return
-logits; the softmax is applied by the loss in training and by :mod:`dmdt.classify` in inference.
+logits; the softmax is applied by the loss in training and by :mod:`dmdt.cnn` in inference.
 Input: float32 ``(batch, 1, n_dt, n_dm)``, the uint8 dmdt image / 255. The authors' images are
 dm x dt (22 x 24); ours are dt x dm (24 x 22), the same data transposed: with square kernels and
 pools the layer sizes and parameter counts are identical.

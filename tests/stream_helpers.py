@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from broker.kafka import Record
-from broker.replay import ReplaySource, load_source, read_stream, replay_to_file
-from broker.replay_plan import select_sources
-from dmdt.artifact import LoadedModel, save_model
+from broker.tools.replay import ReplaySource, load_source, read_stream, replay_to_file
+from broker.tools.replay_plan import select_sources
+from dmdt.cnn import LoadedModel, save_model
 from dmdt.grids import get_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net
@@ -76,7 +76,7 @@ def ztf_night_messages() -> tuple[tuple[str, float, bytes], ...]:
 
     import fastavro
 
-    from broker.testing import ztf_messages
+    from broker.tools.testing import ztf_messages
 
     out = []
     for path in sorted(ZTF_NIGHT.rglob("*.avro")):

@@ -20,19 +20,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 from stream_helpers import CLASSES, crts_curves, tiny_model
 
-from broker import app as app_module
+from broker import checkpoint as checkpoint_module
 from broker.app import App, DeliveryFailed, run_in_thread
-from broker.decode import ZtfDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import Classification, decode_classification, decode_dead_letter
 from broker.kafka import AlertConsumer, AlertProducer, Record
 from broker.models import ModelSource
-from broker.replay import ReplaySource, load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
-from broker.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
-from dmdt.artifact import CURRENT_FILE, publish
-from dmdt.classify import Classifier
+from broker.tools.replay import ReplaySource, load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
+from dmdt.cnn import Classifier
 from dmdt.reference import numpy_counts
+from dmdt.registry import CURRENT_FILE, publish
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -258,7 +258,7 @@ def test_failed_delivery_stores_nothing_and_redelivery_is_exact(
     s = settings_for(kafka_settings, {lc_topic: "lightcurve"}, output_topic=out_topic,
                      dead_letter_topic=dlq, model=str(model_dir), batch_size=300)  # fmt: skip
     summary = replay_to_topic(s, crts_source, lc_topic, limit_sources=N_SOURCES)
-    real = app_module.deliver_then_store
+    real = checkpoint_module.deliver_then_store
     calls = {"n": 0}
 
     def flaky(producer, consumer, records, timeout_s=30.0):  # the 4th batch is never acked
@@ -268,7 +268,7 @@ def test_failed_delivery_stores_nothing_and_redelivery_is_exact(
             return False
         return real(producer, consumer, records, timeout_s)
 
-    monkeypatch.setattr(app_module, "deliver_then_store", flaky)
+    monkeypatch.setattr(checkpoint_module, "deliver_then_store", flaky)
     models = ModelSource(model_dir, "cpu")
     state = MemoryState(models.current.classifier.grid)  # stands for the durable store
     # keep the rows when partitions go: the next consumer "restores" them from this store
@@ -277,7 +277,7 @@ def test_failed_delivery_stores_nothing_and_redelivery_is_exact(
     with pytest.raises(DeliveryFailed):
         first.run(serve_metrics=False)
     assert first.stats.consumed == 3 * 300  # three batches stored, the fourth not
-    monkeypatch.setattr(app_module, "deliver_then_store", real)
+    monkeypatch.setattr(checkpoint_module, "deliver_then_store", real)
     second, thread, outcome = start(s, models=models, state=state)
     wait_for(lambda: second.stats.consumed >= summary.alerts - 900, what="the rest consumed")
     stats = stop(second, thread, outcome)
@@ -377,7 +377,7 @@ def test_sigterm_drains_and_commits(kafka_settings, make_topic, model_dir, crts_
     # every input before the committed offset has its classification (once it had 20 points)
     outputs = [decode_classification(r.value) for r in read_topic(kafka_settings, out_topic, 100)]
     inputs = read_topic(kafka_settings, lc_topic, committed)[:committed]
-    from broker.decode import LightcurveDecoder
+    from broker.decode_lightcurve import LightcurveDecoder
 
     decoder = LightcurveDecoder()
     have = {c.alert_id for c in outputs}

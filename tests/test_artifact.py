@@ -12,16 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from dmdt import artifact
-from dmdt.artifact import ArtifactError, current_model, load_model, publish, save_model
-from dmdt.classify import Classifier
+from dmdt import cnn
+from dmdt import registry as model_registry
+from dmdt.cnn import Classifier, save_model
 from dmdt.grids import get_grid
+from dmdt.manifest import ArtifactError
+from dmdt.model import load_model
 from dmdt.nets import NetConfig, build_net
+from dmdt.registry import current_model, publish
 
 CLASSES = ("EW", "RRab", "LPV")
 
 
-def _save(path: Path, seed: int = 0) -> artifact.LoadedModel:
+def _save(path: Path, seed: int = 0) -> cnn.LoadedModel:
     torch.manual_seed(seed)
     grid = get_grid()
     config = NetConfig("shallow", grid.shape, len(CLASSES))
@@ -43,7 +46,7 @@ def test_round_trip(tmp_path: Path) -> None:
         "config.json",
         "model.pt",
     ]
-    loaded = load_model(tmp_path / "m")
+    loaded = cnn.read_model(tmp_path / "m")
     assert loaded.content_hash == saved.content_hash
     assert loaded.classes == CLASSES
     assert loaded.grid == get_grid()
@@ -93,7 +96,7 @@ def test_modified_file_is_refused(tmp_path: Path, name: str) -> None:
     data[len(data) // 2] ^= 0x01  # one flipped bit
     path.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match=rf"{name} does not match MANIFEST\.json"):
-        load_model(tmp_path / "m")
+        cnn.read_model(tmp_path / "m")
 
 
 def test_swapped_weights_are_refused(tmp_path: Path) -> None:
@@ -101,16 +104,16 @@ def test_swapped_weights_are_refused(tmp_path: Path) -> None:
     _save(tmp_path / "b", seed=1)
     shutil.copy(tmp_path / "b" / "model.pt", tmp_path / "a" / "model.pt")
     with pytest.raises(ArtifactError, match="modified or corrupted"):
-        load_model(tmp_path / "a")
+        cnn.read_model(tmp_path / "a")
 
 
 def test_missing_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="does not exist"):
-        load_model(tmp_path / "nothing")
+        cnn.read_model(tmp_path / "nothing")
     _save(tmp_path / "m")
     (tmp_path / "m" / "MANIFEST.json").unlink()
     with pytest.raises(ArtifactError, match=r"has no MANIFEST\.json"):
-        load_model(tmp_path / "m")
+        cnn.read_model(tmp_path / "m")
 
 
 def test_default_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +121,8 @@ def test_default_follows_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DMDT_MODEL_DIR", str(tmp_path / "m"))
     assert load_model("default").content_hash == saved.content_hash
     monkeypatch.delenv("DMDT_MODEL_DIR")
-    assert artifact.resolve_model_dir("default") == artifact.REPO_ROOT / "models" / "default"
+    shipped = model_registry.REPO_ROOT / "models" / "default"
+    assert model_registry.resolve_model_dir("default") == shipped
 
 
 def test_publish_flips_current(tmp_path: Path) -> None:
@@ -133,7 +137,7 @@ def test_publish_flips_current(tmp_path: Path) -> None:
     assert again.version == a.version
     assert current_model(registry) == registry / a.version
     assert sorted(p.name for p in registry.iterdir()) == sorted(["CURRENT", a.version, b.version])
-    record = artifact.announcement(load_model(registry))
+    record = model_registry.announcement(load_model(registry))
     assert record["version"] == a.version
     assert record["content_hash"] == a.content_hash
     assert record["classes"] == list(CLASSES)
@@ -156,7 +160,7 @@ def test_failed_publish_leaves_current_alone(
             raise OSError("disk full")
         return real_copy(src, dst)
 
-    monkeypatch.setattr(artifact.shutil, "copy2", flaky_copy)
+    monkeypatch.setattr(model_registry.shutil, "copy2", flaky_copy)
     with pytest.raises(OSError, match="disk full"):
         publish(b.path, registry)
     assert current_model(registry) == registry / a.version

@@ -20,21 +20,19 @@ from broker.models import ModelSource
 from broker.pipeline import Pipeline
 from broker.state import MemoryState
 from dmdt import periodic
-from dmdt.artifact import CURRENT_FILE, publish
 from dmdt.branchnet import (
     BranchNet,
     BranchNetClassifier,
     BranchNetConfig,
     fit_quantiles,
-    is_branchnet_model,
     quantile_normal,
     scaled_features,
 )
-from dmdt.classify import lightcurve_counts
-from dmdt.feature_models import feature_model_kind, publish_feature_model
 from dmdt.grids import get_grid
 from dmdt.lightcurves import LightCurve
 from dmdt.manifest import ArtifactError
+from dmdt.model import lightcurve_counts, model_kind
+from dmdt.registry import CURRENT_FILE, announcement, publish
 
 CLASSES = ["EW", "RRab", "LPV"]
 N_SOURCES = 5
@@ -87,9 +85,8 @@ def inputs(model: BranchNetClassifier, lcs: list[LightCurve]) -> tuple[np.ndarra
 def test_save_load_round_trip_and_a_changed_file_is_refused(tmp_path: Path) -> None:
     model = tiny_branchnet()
     model.save(tmp_path / "m")
-    assert is_branchnet_model(tmp_path / "m")
-    assert feature_model_kind(tmp_path / "m") == "branchnet"
-    assert feature_model_kind(tmp_path) is None
+    assert model_kind(tmp_path / "m") == "branchnet"
+    assert model_kind(tmp_path) not in ("hybrid", "branchnet")  # no model.json: not a feature model
     loaded = BranchNetClassifier.load(tmp_path / "m", "cpu")
     assert loaded.version == model.version != "unsaved"
     assert loaded.classes == CLASSES
@@ -101,7 +98,7 @@ def test_save_load_round_trip_and_a_changed_file_is_refused(tmp_path: Path) -> N
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     config = tmp_path / "m" / "model.json"
     config.write_text(config.read_text().replace('"temperature": 1.0', '"temperature": 2.0'))
-    with pytest.raises(ArtifactError, match="does not match"):
+    with pytest.raises(ArtifactError, match="does not match"):  # the one manifest's error
         BranchNetClassifier.load(tmp_path / "m", "cpu")
 
 
@@ -142,7 +139,8 @@ def test_stream_equals_offline_through_the_feature_path(tmp_path: Path, records:
     batch: each source's last record equals the offline classification of its whole curve."""
     tiny_branchnet().save(tmp_path / "net")
     served = ModelSource(tmp_path / "net", "cpu").current
-    assert served.kind == "hybrid"  # the feature path
+    assert served.kind == "branchnet"
+    assert served.reads_features
     assert served.version.startswith("tiny-net-")
     state = MemoryState(served.grid)
     cache = FeatureCache(always=True)
@@ -171,17 +169,18 @@ def test_published_to_a_registry_and_hot_reloaded(tmp_path: Path, records: list)
     first = p.process(records[:half])
     assert {decode_classification(v).model_hash for _, v in first.outputs} == {cnn.content_hash}
     tiny_branchnet(seed=1).save(tmp_path / "net")
-    record = publish_feature_model(tmp_path / "net", registry)
+    record = announcement(publish(tmp_path / "net", registry))
     assert record["kind"] == "branchnet"
     assert (registry / CURRENT_FILE).read_text().strip() == record["version"]
     os.utime(registry / CURRENT_FILE, ns=(7, 7))
     assert source.maybe_reload(force=True)
-    assert source.current.kind == "hybrid"
+    assert source.current.kind == "branchnet"
+    assert source.current.reads_features
     second = p.process(records[half:])
     got = {decode_classification(v).model_hash for _, v in second.outputs}
     assert got == {record["content_hash"]}
     # publishing the same content again is a no-op copy; a changed copy in place is refused
-    assert publish_feature_model(tmp_path / "net", registry)["path"] == record["path"]
+    assert str(publish(tmp_path / "net", registry).path) == record["path"]
     manifest = json.loads((Path(record["path"]) / "MANIFEST.json").read_text())
     assert manifest["content_hash"] == record["content_hash"]
 
@@ -239,7 +238,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_shipped_branch_net_is_the_cadence_trained_one() -> None:
     served = ModelSource(REPO / "models/branchnet-7-cadence", "cpu").current
-    assert served.kind == "hybrid"  # served through the feature path
+    assert served.kind == "branchnet"
+    assert served.reads_features
     model = served.classifier
     assert isinstance(model, BranchNetClassifier)
     assert model.classes == ["EW", "EA", "RRab", "RRc", "RRd", "RS_CVn", "LPV"]

@@ -59,7 +59,7 @@ def test_measuring_the_paper_cnn_reproduces_its_recorded_held_out_score(curves) 
 def test_the_default_survives_one_point_per_night(curves) -> None:
     """The held-out curves thinned to one point per night: the default keeps most of its
     accuracy, the paper's CNN loses a third of its (0.85 and 0.40 measured)."""
-    from dmdt.classify import lightcurve_counts
+    from dmdt.model import lightcurve_counts
 
     test = np.flatnonzero(curves.folds == HELD_OUT)
     nightly = [curves.curves("nightly")[i] for i in test]

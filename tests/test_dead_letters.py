@@ -27,10 +27,10 @@ from broker.encode import (
 )
 from broker.kafka import AlertConsumer, AlertProducer, Record
 from broker.pipeline import Pipeline
-from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from broker.tools.replay import load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 
 PRODUCER_LIMIT = 1_000_000  # librdkafka's default message.max.bytes (value + key + headers)
 

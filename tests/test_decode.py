@@ -26,15 +26,15 @@ from broker.decode import (
     REASONS,
     DecodedAlert,
     DecodeError,
-    LightcurveDecoder,
-    RubinDecoder,
     SchemaRegistryUnavailable,
-    ZtfDecoder,
     make_decoder,
 )
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_rubin import RubinDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import decode_lightcurve_alert, encode_lightcurve_alert, encode_record
 from broker.registry import rubin_local_schema
-from broker.testing import free_port, rubin_messages, ztf_messages
+from broker.tools.testing import free_port, rubin_messages, ztf_messages
 
 ZTF_FID = {"g": 1, "r": 2, "i": 3}
 

@@ -9,7 +9,7 @@ import pytest
 from stream_helpers import tiny_model
 
 from broker.cli import main
-from broker.testing import tansu_binary
+from broker.tools.testing import tansu_binary
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -40,23 +40,20 @@ def test_demo_accuracy_says_which_curves_it_covers(tmp_path, capsys) -> None:
     """With the shipped model the headline accuracy is on the sources the model held out of its
     training (as `dmdt-train evaluate` scores them), and the figure with training curves
     included is labelled as such."""
-    from broker.demo import held_out_ids
-    from broker.replay import load_source
-    from broker.replay_plan import select_sources
+    from broker.tools.replay import load_source
+    from broker.tools.replay_plan import select_sources
+    from dmdt.model import held_out_ids, load_model
     from trainer.evaluate import evaluate
-    from trainer.hybrid_fit import HybridPredictor
-    from trainer.predict import load_predictor
 
     out = tmp_path / "demo.json"
     code = main(["demo", "--limit", "40", "--quiet", "--device", "cpu", "--json", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     summary = json.loads(out.read_text())
-    clf = load_predictor("default")  # any kind
+    clf = load_model("default", device="cpu")
     curves = select_sources(load_source("crts").items, limit_sources=40, seed=0)
-    known = [lc for lc in curves if lc.label in clf.classes and len(lc) >= clf.model.min_points]
-    recorded = held_out_ids(clf.model if isinstance(clf, HybridPredictor) else clf)
-    held = [lc for lc in known if lc.source_id in recorded]
+    known = [lc for lc in curves if lc.label in clf.classes and len(lc) >= clf.min_points]
+    held = [lc for lc in known if lc.source_id in held_out_ids(clf)]
     assert summary["all_labelled"] == len(known)
     assert summary["all_accuracy"] == pytest.approx(evaluate(clf, known, "all")["accuracy"])
     if held:  # the shipped model records its held-out split

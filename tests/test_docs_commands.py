@@ -38,7 +38,7 @@ import pytest
 from stream_helpers import newest_format
 
 from broker.settings import BrokerSettings
-from broker.testing import free_port, tansu_binary
+from broker.tools.testing import free_port, tansu_binary
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -24,10 +24,16 @@ from stream_helpers import crts_curves, tiny_model
 
 from broker.app import App, DeliveryFailed
 from broker.kafka import AlertConsumer, AlertProducer
-from broker.replay import ReplaySource, load_source, read_stream, replay_to_file, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, StateStoreError, decode_row, store_path
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from broker.tools.replay import (
+    ReplaySource,
+    load_source,
+    read_stream,
+    replay_to_file,
+    replay_to_topic,
+)
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt.grids import get_grid
 from dmdt.reference import numpy_counts
 
@@ -193,7 +199,7 @@ def test_a_schema_registry_outage_is_retried_then_stops(tmp_path, monkeypatch, r
     from broker.kafka import Record
     from broker.models import ModelSource
     from broker.state import MemoryState
-    from broker.testing import free_port, rubin_messages
+    from broker.tools.testing import free_port, rubin_messages
 
     monkeypatch.setattr(app_module, "OUTAGE_GIVE_UP_S", 3.0)  # tries at 0, 0.5 and 1.5 s
     model = tiny_model(tmp_path / "model").path

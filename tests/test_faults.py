@@ -23,10 +23,10 @@ from broker.changelog import changelog_topic
 from broker.encode import decode_classification
 from broker.kafka import AlertConsumer, Record
 from broker.kafka_admin import PartitionReader
-from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row, store_path
-from broker.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name
+from broker.tools.replay import load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name
 
 pytestmark = pytest.mark.slow
 
@@ -83,13 +83,13 @@ class Scenario:
         self.registry = CollectorRegistry()
         self.lost: list[Any] = []
         self.app = App(self.settings, registry=self.registry, consumer_overrides=OVERRIDES)
-        lost = self.app._lost
+        lost = self.app.ownership.lose
 
         def record_lost(partitions: Any) -> None:
             self.lost.append(partitions)
             lost(partitions)
 
-        self.app._lost = record_lost  # type: ignore[method-assign]
+        self.app.ownership.lose = record_lost  # type: ignore[method-assign]
 
     def run(self, fault: Callable[[Scenario], None]) -> None:
         """Start the consumer, inject the fault, wait until every input is committed, stop."""

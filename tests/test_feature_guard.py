@@ -128,7 +128,7 @@ def test_the_consumer_counts_refused_refreshes(
     from broker.app import run_in_thread
     from broker.kafka import AlertProducer
     from broker.settings import BrokerSettings
-    from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+    from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 
     lc, out, dlq = make_topic(1), make_topic(1), make_topic(1)
     s = BrokerSettings(

@@ -13,7 +13,6 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,14 +30,17 @@ from broker.pipeline import Pipeline
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
 from dmdt import engine
-from dmdt.artifact import CURRENT_FILE, publish
 from dmdt.grids import get_grid
+from dmdt.registry import CURRENT_FILE, publish
 
 N_SOURCES = 5
 
 
 class FakeHybrid:
     """A HybridClassifier double: four cheap features, a fixed linear map to probabilities."""
+
+    kind = "hybrid"
+    path = None
 
     def __init__(self, version: str = "fake-1", features_version: int = 1, grid: str = "") -> None:
         self.name = "fake-hybrid"
@@ -56,6 +58,9 @@ class FakeHybrid:
     def features(self, t: np.ndarray, m: np.ndarray, err: np.ndarray) -> np.ndarray:
         self.calls.append(t.size)
         return np.array([m.mean(), m.std(), float(t.size), t[-1] - t[0]])
+
+    def features_many(self, curves) -> np.ndarray:
+        return np.array([self.features(*c) for c in curves]).reshape(len(curves), -1)
 
     def classify(self, counts: np.ndarray, n_points, features: np.ndarray) -> np.ndarray:
         n = np.asarray(n_points, dtype=np.float64)
@@ -81,12 +86,15 @@ def write_fake(path: Path, version: str, features_version: int = 1, grid: str = 
 @pytest.fixture
 def fake_module(monkeypatch: pytest.MonkeyPatch) -> None:
     """ModelSource loads FakeHybrid for directories with a model.json of kind hybrid."""
+    real = models_module.load_model
 
-    def is_hybrid_model(path) -> bool:
-        return json.loads((Path(path) / "model.json").read_text()).get("kind") == "hybrid"
+    def load_model(path, device="auto"):
+        config = Path(path) / "model.json"
+        if config.is_file() and json.loads(config.read_text()).get("kind") == "hybrid":
+            return FakeHybrid.load(path)
+        return real(path, device)
 
-    fake = SimpleNamespace(is_hybrid_model=is_hybrid_model, HybridClassifier=FakeHybrid)
-    monkeypatch.setattr(models_module, "hybrid_module", lambda: fake)
+    monkeypatch.setattr(models_module, "load_model", load_model)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +103,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
 
 
 def hybrid_pipeline(model: FakeHybrid, cache: FeatureCache) -> tuple[Pipeline, MemoryState]:
-    served = ServedModel.of_hybrid(model, "0" * 64)
+    served = ServedModel.of(model)
     state = MemoryState(model.grid)
     p = Pipeline({"lc": make_decoder("lightcurve")}, state, lambda: served, features=cache)
     return p, state
@@ -308,9 +316,9 @@ def test_revoke_and_lost_drop_feature_entries(tmp_path, fake_module) -> None:
     keys = [(f"s{i}", "V") for i in range(6)]
     app.features.lookup(models.current.classifier, keys, [("lc", i % 3) for i in range(6)],
                         np.full(6, 30), history)  # fmt: skip
-    app._revoked([("lc", 0)])
+    app.ownership.revoke([("lc", 0)])
     assert len(app.features) == 4
-    app._lost([("lc", 1)])
+    app.ownership.lose([("lc", 1)])
     assert len(app.features) == 2
     assert app.registry.get_sample_value("dmdt_feature_cache_size") == 2
 

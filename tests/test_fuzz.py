@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from broker.avro import MAX_MESSAGE_BYTES, REASONS, frame, write_body
 from broker.decode import DecodedAlert, DecodeError, make_decoder
 from broker.encode import encode_record
-from broker.testing import rubin_messages, ztf_messages
+from broker.tools.testing import rubin_messages, ztf_messages
 
 DECODERS = ("ztf", "rubin", "lightcurve")
 MAX_SECONDS = 2.0  # per message, with tracemalloc on (it slows Python down about 2x)

@@ -48,10 +48,10 @@ from broker.kafka import AlertConsumer, AlertProducer, Record
 from broker.kafka_admin import PartitionReader
 from broker.models import ModelSource
 from broker.registry import rubin_local_schema
-from broker.replay import ReplaySource, read_stream, replay_to_file
 from broker.settings import BrokerSettings
 from broker.store import RocksStore, decode_row, store_path
-from broker.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
+from broker.tools.replay import ReplaySource, read_stream, replay_to_file
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name, ztf_messages
 from dmdt.reference import distinct, numpy_counts
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

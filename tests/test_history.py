@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmdt.classify import lightcurve_counts
 from dmdt.hybrid import HybridClassifier
+from dmdt.model import lightcurve_counts
 from research import folds
 from research.history_accuracy import measure as history
 from research.history_accuracy import runner

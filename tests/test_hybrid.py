@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from dmdt import periodic
-from dmdt.classify import lightcurve_counts
-from dmdt.hybrid import HybridClassifier, is_hybrid_model
+from dmdt.hybrid import HybridClassifier
 from dmdt.lightcurves import LightCurve, clean, read_crts_csv
 from dmdt.manifest import ArtifactError
+from dmdt.model import classify_lightcurves, lightcurve_counts, load_model, model_kind
 from trainer import data
-from trainer.hybrid_fit import HybridOptions, HybridPredictor, fit_hybrid
+from trainer.hybrid_fit import HybridOptions, fit_hybrid
 
 pytest.importorskip("lightgbm")
 
@@ -83,8 +83,8 @@ def test_save_load_round_trip_gives_identical_probabilities(
     tiny_model: tuple[HybridClassifier, Path], tmp_path: Path
 ) -> None:
     model, out = tiny_model
-    assert is_hybrid_model(out)
-    assert not is_hybrid_model(REPO / "models/paper-cnn")
+    assert model_kind(out) == "hybrid"
+    assert model_kind(REPO / "models/paper-cnn") != "hybrid"
     loaded = HybridClassifier.load(out)
     assert loaded.classes == ["A", "B"]
     assert loaded.version == model.version != "unsaved"
@@ -159,7 +159,7 @@ def test_predictor_on_real_curves(tiny_model: tuple[HybridClassifier, Path]) -> 
     _, out = tiny_model
     lcs = [clean(read_crts_csv(p))[0] for p in sorted((REPO / "tests/data/crts").glob("*.csv"))]
     lcs = [lc for lc in lcs if lc is not None]
-    preds = HybridPredictor.load(out).classify_lightcurves(lcs)
+    preds = classify_lightcurves(load_model(out), lcs)
     assert preds.probabilities.shape == (len(lcs), 2)
     assert set(preds.labels) <= {"A", "B"}
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from broker.decode import DecodedAlert, LightcurveDecoder, ZtfDecoder
+from broker.decode import DecodedAlert
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import encode_lightcurve_alert
 from broker.kafka import (
     AlertConsumer,
@@ -23,7 +25,7 @@ from broker.kafka import (
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.kafka_conf import consumer_config, producer_config
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name, ztf_messages
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, MockCluster, unique_name, ztf_messages
 
 
 def _poll_until(consumer: AlertConsumer, count: int, timeout_s: float = 30.0) -> list[Record]:

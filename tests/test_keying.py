@@ -28,8 +28,8 @@ from broker.models import ServedModel
 from broker.pipeline import Pipeline
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
-from dmdt.classify import Classifier
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from dmdt.cnn import Classifier
 
 
 def alert(source: str, k: int) -> bytes:

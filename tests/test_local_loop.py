@@ -32,10 +32,10 @@ from broker.encode import (
 from broker.health import probe
 from broker.kafka import Record
 from broker.kafka_admin import topic_partitions
-from broker.message_json import MessageReader, jsonable
 from broker.registry import load_schema_file
 from broker.settings import BrokerSettings
-from broker.testing import free_port, unique_name
+from broker.tools.message_json import MessageReader, jsonable
+from broker.tools.testing import free_port, unique_name
 from dmdt.lightcurves import clean, read_crts_csv
 
 REPO = Path(__file__).resolve().parent.parent
@@ -293,7 +293,7 @@ def test_refused_credentials_stop_at_once_and_echo_no_secret(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Tansu with --authentication refuses a SASL client: one line naming the SASL settings."""
-    from broker.testing import TansuBroker, tansu_binary
+    from broker.tools.testing import TansuBroker, tansu_binary
 
     if tansu_binary() is None:
         pytest.skip("Tansu binary missing")

@@ -1,7 +1,7 @@
 """One strict manifest for both model kinds (dmdt.manifest): every file a model is made of is
 listed and hashed, names stay inside the model folder, the content hash (`model_hash` in every
 output) is computed from the files and never taken from the manifest, and a directory breaking
-any rule is refused with ArtifactError, the same way for a CNN (dmdt.artifact) and a hybrid model
+any rule is refused with ArtifactError, the same way for a CNN (dmdt.cnn) and a hybrid model
 (dmdt.hybrid).
 
 Before, a hybrid MANIFEST.json with an empty ``files`` map loaded a tampered model.json and the
@@ -22,10 +22,10 @@ from stream_helpers import tiny_model as tiny_cnn
 
 from broker.models import ModelSource
 from dmdt import periodic
-from dmdt.artifact import load_model
 from dmdt.grids import get_grid
 from dmdt.hybrid import HybridClassifier
 from dmdt.manifest import MANIFEST_FILE, ArtifactError
+from dmdt.model import load_model
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -191,6 +191,5 @@ def test_the_broker_serves_the_computed_hash(tmp_path: Path) -> None:
 def test_the_shipped_models_pass() -> None:
     repo = Path(__file__).resolve().parents[1] / "models"
     for folder in sorted(p for p in repo.iterdir() if (p / MANIFEST_FILE).is_file()):
-        load = {"dmdt-model/1": load_cnn, "dmdt-hybrid/1": load_hybrid,
-                "dmdt-branchnet/1": load_branchnet}[manifest(folder)["format"]]  # fmt: skip
-        assert load(folder) == manifest(folder)["content_hash"], folder.name
+        loaded = load_model(folder, "cpu").content_hash
+        assert loaded == manifest(folder)["content_hash"], folder.name

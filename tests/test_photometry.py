@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from stream_helpers import tiny_model, ztf_night_messages, ztf_night_records
 
-from broker.decode import ZtfDecoder, make_decoder
+from broker.decode import make_decoder
+from broker.decode_ztf import ZtfDecoder
 from broker.durable import DurableState
 from broker.encode import decode_classification
 from broker.kafka import Record
@@ -25,10 +26,10 @@ from broker.models import ServedModel
 from broker.pipeline import Pipeline
 from broker.state import MemoryState
 from broker.store import RocksStore, encode_row
-from broker.testing import rubin_messages
+from broker.tools.testing import rubin_messages
 from dmdt import engine
 from dmdt.bands import combine_bands
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier
 
 REPO = Path(__file__).resolve().parent.parent
 JD0 = 2400000.5

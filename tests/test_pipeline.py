@@ -8,7 +8,6 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from prometheus_client import CollectorRegistry
 from stream_helpers import CLASSES, crts_curves, crts_records, tiny_model
 
 from broker import pipeline as pipeline_module
-from broker.app import App, RunStats
 from broker.decode import DecodedAlert, make_decoder
 from broker.encode import (
     UNKNOWN,
@@ -33,11 +31,11 @@ from broker.models import ModelSource, ServedModel
 from broker.outputs import ClassificationWriter
 from broker.pipeline import BatchResult, Pipeline, StrictModeError
 from broker.state import MemoryState
-from dmdt.artifact import CURRENT_FILE, publish, save_model
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier, save_model
 from dmdt.grids import get_grid
 from dmdt.nets import NetConfig, build_net
 from dmdt.reference import numpy_counts
+from dmdt.registry import CURRENT_FILE, publish
 
 N_SOURCES = 6
 
@@ -342,12 +340,13 @@ def test_min_probability_zero_never_unknown(model_dir, records) -> None:
 
 
 def test_unknown_answers_are_counted_per_topic() -> None:
-    """App._observe turns a batch's unknown answers into dmdt_source_bands_unknown_total{topic}."""
+    """A batch's unknown answers become dmdt_source_bands_unknown_total{topic}
+    (BrokerMetrics.observe_batch, which App calls for every delivered batch)."""
     registry = CollectorRegistry()
-    app = SimpleNamespace(metrics=BrokerMetrics(registry), stats=RunStats(), state=())
+    metrics = BrokerMetrics(registry)
     result = BatchResult(output_topics=["lc", "lc", "ztf"], unknown=Counter({"lc": 2}))
-    App._observe(app, result, 0, 3)  # type: ignore[arg-type]
-    App._observe(app, BatchResult(unknown=Counter({"ztf": 1})), 0, 1)  # type: ignore[arg-type]
+    metrics.observe_batch(result, 0, 3)
+    metrics.observe_batch(BatchResult(unknown=Counter({"ztf": 1})), 0, 1)
     get = registry.get_sample_value
     assert get("dmdt_source_bands_unknown_total", {"topic": "lc"}) == 2
     assert get("dmdt_source_bands_unknown_total", {"topic": "ztf"}) == 1

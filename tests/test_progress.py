@@ -16,7 +16,7 @@ import pytest
 from stream_helpers import tiny_model
 from terminal import run_in_terminal
 
-from broker.testing import tansu_binary
+from broker.tools.testing import tansu_binary
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

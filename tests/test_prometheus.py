@@ -322,7 +322,7 @@ class Prometheus:
     """A Prometheus server on loopback with a throwaway config and storage (for tests)."""
 
     def __init__(self, workdir: Path, target: str, scrape_s: int = 1) -> None:
-        from broker.testing import free_port
+        from broker.tools.testing import free_port
 
         self.binary = need_binary("prometheus")
         self.port = free_port()
@@ -422,9 +422,9 @@ def test_prometheus_scrapes_a_consumer_during_a_replay(
     from stream_helpers import tiny_model
 
     from broker.app import App, run_in_thread
-    from broker.replay import load_source, replay_to_topic
     from broker.settings import BrokerSettings
-    from broker.testing import TEST_CONSUMER_OVERRIDES, free_port, unique_name
+    from broker.tools.replay import load_source, replay_to_topic
+    from broker.tools.testing import TEST_CONSUMER_OVERRIDES, free_port, unique_name
 
     n_sources = 20
     model = tiny_model(tmp_path / "model", min_points=5)

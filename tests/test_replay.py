@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 
 from broker.cli import build_parser, main
-from broker.decode import DecodedAlert, LightcurveDecoder, ZtfDecoder
+from broker.decode import DecodedAlert
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.encode import decode_lightcurve_alert, encode_lightcurve_alert
-from broker.replay import (
+from broker.settings import BrokerSettings
+from broker.tools.replay import (
     ArchivedAlert,
     ReplaySource,
     load_source,
@@ -25,8 +28,7 @@ from broker.replay import (
     replay_to_topic,
     run_replay,
 )
-from broker.replay_plan import alert_ids
-from broker.settings import BrokerSettings
+from broker.tools.replay_plan import alert_ids
 from dmdt.lightcurves import LightCurve, clean, read_crts_csv
 
 TEST_DATA = Path(__file__).parent / "data"
@@ -371,8 +373,8 @@ def test_cli_replay_to_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_undelivered_messages_fail_the_replay_without_hanging() -> None:
-    from broker.replay import ReplayDeliveryError
-    from broker.testing import free_port
+    from broker.tools.replay import ReplayDeliveryError
+    from broker.tools.testing import free_port
 
     nobody = BrokerSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
     start = time.monotonic()

@@ -23,9 +23,9 @@ from test_store import alerts
 from broker.encode import Classification, decode_classification
 from broker.kafka import AlertConsumer, AlertProducer
 from broker.kafka_admin import PartitionReader
-from broker.replay import ReplaySource, read_stream, replay_to_file
 from broker.store import RocksStore, StateStoreError, decode_row, store_path
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from broker.tools.replay import ReplaySource, read_stream, replay_to_file
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt.grids import get_grid
 from dmdt.reference import numpy_counts
 

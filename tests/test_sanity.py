@@ -15,18 +15,21 @@ import pytest
 from stream_helpers import crts_records, tiny_model
 
 from broker.avro import frame, write_body
-from broker.decode import DecodeError, LightcurveDecoder, RubinDecoder, ZtfDecoder, make_decoder
+from broker.decode import DecodeError, make_decoder
+from broker.decode_lightcurve import LightcurveDecoder
+from broker.decode_rubin import RubinDecoder
+from broker.decode_ztf import ZtfDecoder
 from broker.durable import DurableState
 from broker.encode import decode_dead_letter, encode_record
 from broker.kafka import Record
 from broker.models import ServedModel
 from broker.pipeline import Pipeline
 from broker.registry import rubin_local_schema
-from broker.replay import load_source
 from broker.sanity import RULES, SurveyRules, rules_for
 from broker.store import RocksStore
-from broker.testing import rubin_messages, ztf_messages
-from dmdt.classify import Classifier
+from broker.tools.replay import load_source
+from broker.tools.testing import rubin_messages, ztf_messages
+from dmdt.cnn import Classifier
 
 JD_MINUS_MJD = 2400000.5
 

@@ -20,7 +20,7 @@ from broker.avro import (
     unframe,
     write_body,
 )
-from broker.decode import RubinDecoder
+from broker.decode_rubin import RubinDecoder
 from broker.encode import (
     Classification,
     DeadLetter,

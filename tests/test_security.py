@@ -25,7 +25,7 @@ from stream_helpers import tiny_model
 from broker.health import Health, serve
 from broker.metrics import BrokerMetrics
 from broker.settings import BrokerSettings
-from broker.testing import free_port
+from broker.tools.testing import free_port
 
 PASSWORD = "Hunter2-sasl-pw-7f3a"
 KEY_PASSWORD = "tls-key-pw-91c2"

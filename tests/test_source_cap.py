@@ -26,7 +26,7 @@ from broker.kafka_admin import PartitionReader
 from broker.settings import BrokerSettings
 from broker.state import MemoryState
 from broker.store import RocksStore, decode_row, encode_key, encode_row, store_path
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt.engine import MAX_POINTS
 from dmdt.grids import get_grid
 

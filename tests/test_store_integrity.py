@@ -25,7 +25,6 @@ from stream_helpers import crts_curves, tiny_model
 from broker.app import App, run_in_thread
 from broker.durable import open_state
 from broker.kafka import AlertConsumer, AlertProducer
-from broker.replay import ReplaySource, read_stream, replay_to_file
 from broker.settings import BrokerSettings
 from broker.store import (
     RocksStore,
@@ -35,7 +34,8 @@ from broker.store import (
     encode_row,
     store_path,
 )
-from broker.testing import TEST_CONSUMER_OVERRIDES, unique_name
+from broker.tools.replay import ReplaySource, read_stream, replay_to_file
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, unique_name
 from dmdt import engine
 from dmdt.grids import get_grid
 from dmdt.reference import numpy_counts

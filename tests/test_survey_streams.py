@@ -20,9 +20,9 @@ from stream_helpers import ztf_night_messages
 
 from broker.encode import Classification, decode_classification
 from broker.kafka import AlertConsumer, AlertProducer, Record
-from broker.replay import load_source, replay_to_topic
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name
+from broker.tools.replay import load_source, replay_to_topic
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, rubin_messages, unique_name
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -133,7 +133,7 @@ def test_the_ztf_night_through_dmdt_broker_run(
     assert drain(kafka_settings, [topics["dead"]], quiet_s=2.0) == []  # every real alert is fine
     check_outputs(band, objects)
     # the kind of each source is the one its first alert proposed (the decoder's reading of it)
-    from broker.decode import ZtfDecoder
+    from broker.decode_ztf import ZtfDecoder
 
     first: dict[tuple[str, str], str] = {}
     decoder = ZtfDecoder()

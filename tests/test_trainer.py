@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmdt.artifact import current_model, load_model
-from dmdt.classify import Classifier
+from dmdt.cnn import Classifier, read_model
 from dmdt.datasets import export_csv, load_labelled
+from dmdt.registry import current_model
 from research.paper.features import FEATURE_NAMES, features, pair_slope_trend
 from trainer import data
 from trainer.cli import main
@@ -40,7 +40,7 @@ def model_dir(subset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_fit_writes_a_verified_artifact(model_dir: Path, subset_dir: Path) -> None:
-    model = load_model(model_dir)
+    model = read_model(model_dir)
     assert model.classes == CLASSES
     assert model.net_config.arch == "shallow"
     training = model.config["training"]
@@ -57,7 +57,7 @@ def test_fit_is_repeatable(subset_dir: Path, model_dir: Path, tmp_path: Path) ->
     out = tmp_path / "again"
     args = ["fit", str(subset_dir), "--out", str(out), "--epochs", "2", "--seed", "0"]
     assert main([*args, "--classes", ",".join(CLASSES), "--quiet"]) == 0
-    a, b = load_model(model_dir), load_model(out)
+    a, b = read_model(model_dir), read_model(out)
     for key, value in a.net.state_dict().items():
         assert np.array_equal(value.numpy(), b.net.state_dict()[key].numpy()), key
     assert a.config["training"]["split"] == b.config["training"]["split"]
@@ -75,7 +75,7 @@ def test_evaluate_json_and_png(model_dir: Path, subset_dir: Path, tmp_path: Path
     assert result["n"] == 16  # same data: the held-out test ids only
     assert "held-out" in result["evaluated_on"]
     assert np.array(result["confusion_matrix"]).sum() == 16
-    assert result["accuracy"] == pytest.approx(load_model(model_dir).config["metrics"]["accuracy"])
+    assert result["accuracy"] == pytest.approx(read_model(model_dir).config["metrics"]["accuracy"])
     assert png.stat().st_size > 1000
 
 
@@ -128,7 +128,7 @@ def test_publish_cli(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["publish", str(model_dir), "--registry", str(registry)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert current_model(registry) == registry / record["version"]
-    assert record["content_hash"] == load_model(model_dir).content_hash
+    assert record["content_hash"] == read_model(model_dir).content_hash
 
 
 def test_cli_reports_a_corrupted_model(
@@ -216,8 +216,8 @@ def test_fit_with_cadence_copies(subset_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cad"
     args = ["fit", str(subset_dir), "--out", str(out), "--epochs", "1", "--seed", "0"]
     assert main([*args, "--classes", ",".join(CLASSES), "--cadences", "nightly", "--quiet"]) == 0
-    split = load_model(out).config["training"]["split"]
+    split = read_model(out).config["training"]["split"]
     assert split["n_test"] == 16
     # a nightly copy of every one of the 64 training and validation curves with 20+ nights
     assert 0 < split["n_cadence_copies"] <= split["n_train"] + split["n_val"]
-    assert load_model(out).config["training"]["options"]["cadences"] == ["nightly"]
+    assert read_model(out).config["training"]["options"]["cadences"] == ["nightly"]

@@ -30,9 +30,9 @@ from dmdt.branchnet import (
     fit_quantiles,
     scaled_features,
 )
-from dmdt.classify import deterministic, images_to_batch
 from dmdt.engine import normalize
 from dmdt.grids import Grid, get_grid
+from dmdt.inference import deterministic, images_to_batch
 from trainer import data
 from trainer.evaluate import classification_metrics
 from trainer.fit import torch_threads

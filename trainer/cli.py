@@ -24,6 +24,7 @@ EPILOG = """examples:
   dmdt-train fit crts --out models/mine --arch shallow --classes paper --seed 0
   dmdt-train fit-hybrid crts --out models/hybrid-7 --cache build/beyond-cache
   dmdt-train audit-labels crts --out build/label-audit --cache build/beyond-cache
+  dmdt-train evaluate models/hybrid-7 crts
   dmdt-train evaluate models/mine crts --json metrics.json --png cm.png
   dmdt-train predict default data/my_curves/ --out predictions.csv
   dmdt-train publish models/mine --registry /srv/dmdt-registry
@@ -333,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="score a model on labelled light curves",
-        description="Write accuracy, balanced accuracy, macro F1, per-class "
-        "recall and the confusion matrix. Curves of classes the model "
+        description="Score a model of any kind (CNN, hybrid, branch net): accuracy, balanced "
+        "accuracy, macro F1, per-class recall and the confusion matrix, printed and written "
+        "with --json. Curves of classes the model "
         "does not know are skipped and counted. --split auto uses the "
         "model's held-out test ids when DATA is the data it was "
         "trained on (same data hash over the model's classes), "
@@ -342,7 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", metavar="MODEL_DIR", help="model directory or 'default'")
     p.add_argument("data", metavar="DATA", help="labelled light curves (as for fit)")
-    p.add_argument("--json", required=True, metavar="OUT.json", help="metrics file to write")
+    p.add_argument(
+        "--json", default=None, metavar="OUT.json",
+        help="write the metrics here (default: print the summary only)",
+    )  # fmt: skip
     p.add_argument("--png", default=None, metavar="CM.png", help="confusion matrix figure")
     p.add_argument(
         "--split",
@@ -558,37 +563,38 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """``evaluate``: metrics JSON and confusion-matrix PNG."""
-    from dmdt.artifact import resolve_model_dir
+    """``evaluate``: metrics summary, JSON and confusion-matrix PNG."""
+    from dmdt.model import load_model
     from trainer import data
     from trainer.evaluate import evaluate, plot_confusion, write_json
-    from trainer.predict import load_predictor
 
-    clf, path = load_predictor(args.model, args.device), resolve_model_dir(args.model)
+    clf = load_model(args.model, args.device)
     bad: list[Any] | None = [] if args.skip_bad else None
     progress = _progress(args)
-    lcs = data.load(args.data, None, clf.model.min_points, bad_files=bad, progress=progress)
+    lcs = data.load(args.data, None, clf.min_points, bad_files=bad, progress=progress)
     result = evaluate(clf, lcs, split=args.split, progress=progress)
     _report_skipped(bad or [])
-    write_json(result, args.json)
+    if args.json:
+        write_json(result, args.json)
     if args.png:
+        name = clf.path.name if clf.path is not None else clf.name
         plot_confusion(
-            result,
-            args.png,
-            title=f"{path.name}: accuracy {result['accuracy']:.3f}, n = {result['n']}",
+            result, args.png, title=f"{name}: accuracy {result['accuracy']:.3f}, n = {result['n']}"
         )
     print(
         f"{result['evaluated_on']}: {_summary(result)} "
-        f"(skipped {result['n_skipped_unknown_class']} of unknown classes) -> {args.json}"
+        f"(skipped {result['n_skipped_unknown_class']} of unknown classes)"
+        + (f" -> {args.json}" if args.json else "")
     )
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``predict``: per-source class and probabilities."""
+    from dmdt.model import load_model
     from trainer import predict
 
-    clf = predict.load_predictor(args.model, args.device)
+    clf = load_model(args.model, args.device)
     skipped: list[predict.SkippedFile] | None = [] if args.skip_bad else None
     progress = _progress(args)
     lcs = predict.read_input(args.input, skipped=skipped, progress=progress)
@@ -608,17 +614,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """``publish``: copy into the registry and flip CURRENT."""
-    from dmdt.artifact import announcement, publish, resolve_model_dir
-    from dmdt.feature_models import feature_model_kind, publish_feature_model
+    from dmdt.registry import announcement, publish
 
     if not args.registry:
         raise SystemExit("dmdt-train publish: give --registry DIR or set $DMDT_REGISTRY")
-    path = resolve_model_dir(args.model)
-    if feature_model_kind(path):
-        print(json.dumps(publish_feature_model(path, args.registry), indent=1))
-        return 0
-    model = publish(path, args.registry)
-    print(json.dumps(announcement(model), indent=1))
+    print(json.dumps(announcement(publish(args.model, args.registry)), indent=1))
     return 0
 
 
@@ -641,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from dmdt.artifact import ArtifactError
+    from dmdt.manifest import ArtifactError
 
     try:
         return COMMANDS[args.command](args)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dmdt.classify import lightcurve_counts
 from dmdt.datasets import load_labelled
 from dmdt.engine import normalize
 from dmdt.grids import Grid
 from dmdt.lightcurves import CleanReport, LightCurve, LightCurveFormatError
+from dmdt.model import lightcurve_counts
 
 # The paper's seven classes (Mahabal et al. 2017: EW=1, EA=2, RRab=4, RRc=5, RRd=6, RS_CVn=8,
 # LPV=13), in the order of its class numbers.

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
-from dmdt.classify import Classifier
 from dmdt.lightcurves import LightCurve
+from dmdt.model import Model, held_out_ids
 from trainer import data
 
 SPLITS = ("auto", "test", "all")
@@ -44,18 +44,14 @@ def classification_metrics(
     }
 
 
-def training_record(clf: Any) -> tuple[set[str], str | None]:
-    """The held-out ids and the training-data hash a model records: a CNN's config.json
-    ``training.split.test_ids``, a feature model's ``training.held_out_ids``."""
-    if isinstance(clf, Classifier):
-        training = clf.model.config.get("training", {})
-        return set(training.get("split", {}).get("test_ids", [])), training.get("data_hash")
-    training = clf.model.training
-    return set(training.get("held_out_ids", [])), training.get("data_hash")
+def training_record(clf: Model) -> tuple[set[str], str | None]:
+    """The held-out ids and the training-data hash a model records (`dmdt.model.held_out_ids`:
+    a CNN's ``training.split.test_ids``, a feature model's ``training.held_out_ids``)."""
+    return set(held_out_ids(clf)), clf.training.get("data_hash")
 
 
 def select_split(
-    clf: Any, lcs: Sequence[LightCurve], split: str = "auto"
+    clf: Model, lcs: Sequence[LightCurve], split: str = "auto"
 ) -> tuple[list[LightCurve], str]:
     """The curves to evaluate and why: the model's held-out test ids, or all of them.
 
@@ -101,11 +97,10 @@ def no_known_class(lcs: Sequence[LightCurve], classes: Sequence[str]) -> str:
 
 
 def evaluate(
-    clf: Any, lcs: Sequence[LightCurve], split: str = "auto", progress: bool = False
+    clf: Model, lcs: Sequence[LightCurve], split: str = "auto", progress: bool = False
 ) -> dict[str, Any]:
-    """Metrics of ``clf`` (a dmdt.classify.Classifier, or a feature model behind
-    trainer.hybrid_fit.HybridPredictor) on ``lcs``; curves of classes the model does not know
-    are skipped."""
+    """Metrics of a model of any kind (`dmdt.model.load_model`) on ``lcs``; curves of classes
+    the model does not know are skipped."""
     from trainer.predict import classify
 
     known = [lc for lc in lcs if lc.label in clf.classes]
@@ -115,14 +110,12 @@ def evaluate(
     preds = classify(clf, chosen, progress)
     index = {c: i for i, c in enumerate(clf.classes)}
     y_true = np.array([index[str(lc.label)] for lc in chosen])
-    result = classification_metrics(y_true, preds.probabilities.argmax(axis=1), clf.classes)
+    result = classification_metrics(y_true, preds.probabilities.argmax(axis=1), list(clf.classes))
     result.update(
         n_skipped_unknown_class=len(lcs) - len(known),
         evaluated_on=reason,
         model_version=clf.version,
-        model_content_hash=clf.content_hash
-        if not isinstance(clf, Classifier)
-        else clf.model.content_hash,
+        model_content_hash=clf.content_hash,
     )
     return result
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dmdt.artifact import LoadedModel, save_model
-from dmdt.classify import Classifier, deterministic, images_to_batch, resolve_device
+from dmdt.cnn import Classifier, LoadedModel, save_model
 from dmdt.grids import Grid, get_grid
+from dmdt.inference import deterministic, images_to_batch, resolve_device
 from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net
 from trainer import data

@@ -311,7 +311,7 @@ def history_rows(
     curve. Cached under ``cache`` by views, cuts and data hash."""
     from tqdm import tqdm
 
-    from dmdt.classify import lightcurve_counts
+    from dmdt.model import lightcurve_counts
 
     def cuts_of(curves: Sequence[LightCurve]) -> list[tuple[int, int]]:
         return [(i, k) for i, lc in enumerate(curves) for k in opts.history_cuts if len(lc) > k]
@@ -374,35 +374,6 @@ def calibrated_inverse(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def _counts(lcs: Sequence[LightCurve]) -> tuple[np.ndarray, np.ndarray]:
-    from dmdt.classify import lightcurve_counts
+    from dmdt.model import lightcurve_counts
 
     return lightcurve_counts(lcs, default_grid())
-
-
-class HybridPredictor:
-    """A feature model (hybrid or branch net) behind the interface ``dmdt-train predict`` and
-    ``evaluate`` use (trainer.predict, trainer.evaluate)."""
-
-    def __init__(self, model: Any, content_hash: str = "") -> None:
-        self.model = model
-        self.classes = tuple(model.classes)
-        self.version = str(model.version)
-        self.content_hash = content_hash
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> HybridPredictor:
-        """Load a feature model directory (dmdt.feature_models)."""
-        from dmdt.feature_models import load_feature_model
-
-        model = load_feature_model(path, device)  # verified against its manifest
-        return cls(model, model.content_hash)
-
-    def classify_lightcurves(self, lcs: Sequence[LightCurve]) -> Any:
-        """Probabilities of cleaned light curves (computes their features: ~12 ms each)."""
-        from dmdt.classify import Predictions
-
-        counts, n_points = _counts(lcs)
-        feats = np.array([self.model.features(lc.t, lc.m, lc.err) for lc in lcs])
-        feats = feats.reshape(len(lcs), len(self.model.feature_names))
-        probs = self.model.classify(counts, n_points, feats)
-        return Predictions(tuple(lc.source_id for lc in lcs), self.classes, probs)

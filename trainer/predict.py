@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from dmdt.classify import Classifier, Predictions
 from dmdt.datasets import BUNDLED, load_labelled, read_compact
 from dmdt.lightcurves import (
     LightCurve,
@@ -24,6 +23,7 @@ from dmdt.lightcurves import (
     read_crts_csv,
     split_name,
 )
+from dmdt.model import Model, Predictions, classify_lightcurves
 
 CHUNK = 256  # curves per classify call: the progress bar moves, results are unchanged
 # What a light-curve file that cannot be read raises (the path is added to the message).
@@ -85,21 +85,6 @@ def read_input(
     raise FileNotFoundError(f"{source}: no such file or folder")
 
 
-def load_predictor(model: str | Path, device: str = "cpu") -> Any:
-    """A saved model of any kind (a directory, ``default``, or a registry's CURRENT) behind
-    ``classes``, ``classify_lightcurves(lcs)`` and ``model.min_points``: a dmdt CNN
-    (`Classifier`) or a feature model (hybrid, branch net) behind `HybridPredictor`."""
-    from dmdt.artifact import resolve_model_dir
-    from dmdt.feature_models import feature_model_kind
-
-    path = resolve_model_dir(model)
-    if feature_model_kind(path):
-        from trainer.hybrid_fit import HybridPredictor
-
-        return HybridPredictor.load(path, device)
-    return Classifier.from_checkpoint(path, device=device)
-
-
 def _reason(path: Path, exc: BaseException, with_path: bool = True) -> str:
     """Why a file could not be read, naming it once."""
     text = str(exc) or type(exc).__name__
@@ -109,15 +94,15 @@ def _reason(path: Path, exc: BaseException, with_path: bool = True) -> str:
 
 
 def classify(
-    clf: Any, lcs: Sequence[LightCurve], progress: bool = False, chunk: int = CHUNK
+    clf: Model, lcs: Sequence[LightCurve], progress: bool = False, chunk: int = CHUNK
 ) -> Predictions:
-    """``clf.classify_lightcurves`` in chunks, with a progress bar: the same probabilities (on
-    CPU the nets see fixed-size chunks whatever the batch: bit-identical, dmdt/classify.py)."""
+    """`dmdt.model.classify_lightcurves` in chunks, with a progress bar: the same probabilities
+    (on CPU the nets see fixed-size chunks whatever the batch: bit-identical, dmdt/inference.py)."""
     parts = []
     with tqdm(total=len(lcs), desc="classify", unit="lc", disable=not progress) as bar:
         for start in range(0, len(lcs), chunk):
             part = lcs[start : start + chunk]
-            parts.append(clf.classify_lightcurves(part).probabilities)
+            parts.append(classify_lightcurves(clf, part).probabilities)
             bar.update(len(part))
     probs = np.concatenate(parts) if parts else np.zeros((0, len(clf.classes)), np.float32)
     return Predictions(tuple(lc.source_id for lc in lcs), tuple(clf.classes), probs)
@@ -133,7 +118,7 @@ def skipped_records(skipped: Sequence[SkippedFile]) -> list[dict[str, Any]]:
 
 
 def predict(
-    clf: Classifier,
+    clf: Model,
     lcs: Sequence[LightCurve],
     min_points: int | None = None,
     progress: bool = False,
@@ -143,7 +128,7 @@ def predict(
     Curves are cleaned exactly as in training (the model's recorded ``min_points``).
     """
     if min_points is None:
-        min_points = clf.model.min_points
+        min_points = clf.min_points
     records: list[dict[str, Any]] = []
     kept: list[tuple[int, LightCurve]] = []
     for lc in lcs:

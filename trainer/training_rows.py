@@ -134,7 +134,7 @@ def build_rows(
     """:class:`Rows` of ``lcs`` (their ``features`` and ``labels`` given) and of their extra
     curves under ``aug`` (features ``compute``d, cached as ``feature_name``); dmdt counts on
     ``grid`` when one is given."""
-    from dmdt.classify import lightcurve_counts
+    from dmdt.model import lightcurve_counts
 
     extra, owner, weight, x_extra = extra_features(lcs, aug, feature_name, compute, cache)
     n = len(lcs)

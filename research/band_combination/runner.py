@@ -30,12 +30,13 @@ import numpy as np
 
 from dmdt import periodic
 from dmdt.bands import RULES, combine_bands
+from dmdt.model import classify_lightcurves
+from dmdt.model import load_model as load_predictor
 from research.band_combination.report import BEGIN, END, SHARED, markdown
 from research.cache import write_json
 from research.eros_bands import features as mb
 from research.pages import write_block
 from trainer import data
-from trainer.predict import load_predictor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,7 @@ def served(model: str, eros: mb.Eros) -> dict[str, Any]:
         curves = eros.bands[band]
         have = [i for i, lc in enumerate(curves) if lc is not None and keep[i]]
         p = np.full((len(curves), len(classes)), 1.0 / len(classes))
-        got = clf.classify_lightcurves([curves[i] for i in have]).probabilities  # type: ignore[misc]
+        got = classify_lightcurves(clf, [curves[i] for i in have]).probabilities  # type: ignore[misc]
         p[have] = np.asarray(got)
         probs[band] = p
         n[band] = np.array([len(lc) if lc is not None else 0 for lc in curves])

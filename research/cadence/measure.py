@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from dmdt.classify import lightcurve_counts
 from dmdt.lightcurves import LightCurve
+from dmdt.model import lightcurve_counts
 from trainer import cadence, data
 from trainer.evaluate import classification_metrics
 from trainer.split import HELD_OUT, fold_ids
@@ -43,23 +43,16 @@ EROS_BANDS = ("B", "R")
 def model_kind(path: str | Path) -> str:
     """``cnn``, ``hybrid`` or ``branchnet``: what kind of model directory ``path`` (or
     ``default``) holds."""
-    from dmdt.artifact import resolve_model_dir
-    from dmdt.feature_models import feature_model_kind
+    from dmdt.model import model_kind
 
-    return feature_model_kind(resolve_model_dir(path)) or "cnn"
+    return model_kind(path)
 
 
 def load(path: str | Path) -> Any:
-    """A model directory (or ``default``) on CPU: a dmdt.classify.Classifier or a feature
-    model."""
-    from dmdt.artifact import resolve_model_dir
-    from dmdt.classify import Classifier
-    from dmdt.feature_models import load_feature_model
+    """A model directory (or ``default``) of any kind on CPU (`dmdt.model.load_model`)."""
+    from dmdt.model import load_model
 
-    folder = resolve_model_dir(path)
-    if model_kind(folder) == "cnn":
-        return Classifier.from_checkpoint(folder, "cpu")
-    return load_feature_model(folder, "cpu")
+    return load_model(path, "cpu")
 
 
 @dataclass
@@ -114,7 +107,7 @@ def probabilities(model: Any, curves: Curves, name: str, idx: np.ndarray) -> np.
     """Class probabilities ``(len(idx), n_classes)`` by ``model`` (as :func:`load` gives, or a
     feature model in memory) of the curves ``idx`` of set ``name``, through the calls the broker
     makes (features from the cache)."""
-    from dmdt.classify import Classifier
+    from dmdt.cnn import Classifier
 
     lcs = curves.curves(name)
     part = [lcs[i] for i in idx]

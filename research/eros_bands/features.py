@@ -253,7 +253,7 @@ def train_band_cnn(
 
     import torch
 
-    from dmdt.classify import deterministic
+    from dmdt.inference import deterministic
     from trainer.fit import FitOptions, seed_everything, torch_threads, train_net
 
     fit_part, val_part = data.stratified_split(labels[train_idx], 0.1, seed + 1)

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from dmdt.lightcurves import LightCurve
+from dmdt.model import classify_lightcurves
+from dmdt.model import load_model as load_predictor
 from research.cache import write_json
 from research.forced_photometry.report import BEGIN, END, THRESHOLD, markdown
 from research.pages import write_block
 from trainer import data
-from trainer.predict import load_predictor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,11 +57,11 @@ def score(model: str, whole: list[LightCurve], cut: list[LightCurve]) -> dict[st
     clf = load_predictor(model)
     classes = list(clf.classes)
     truth = np.array([classes.index(str(lc.label)) for lc in whole])
-    right_whole = np.asarray(clf.classify_lightcurves(whole).probabilities).argmax(1) == truth
-    ok = np.array([len(lc) >= clf.model.min_points for lc in cut])
+    right_whole = np.asarray(classify_lightcurves(clf, whole).probabilities).argmax(1) == truth
+    ok = np.array([len(lc) >= clf.min_points for lc in cut])
     right_cut = np.zeros(len(cut), dtype=bool)
     kept = [lc for lc, k in zip(cut, ok, strict=True) if k]
-    right_cut[ok] = np.asarray(clf.classify_lightcurves(kept).probabilities).argmax(1) == truth[ok]
+    right_cut[ok] = np.asarray(classify_lightcurves(clf, kept).probabilities).argmax(1) == truth[ok]
     recall = {
         c: {"whole": float(right_whole[truth == i].mean()), "detected": float(
             right_cut[truth == i].mean())}

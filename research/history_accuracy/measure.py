@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from broker.models import ModelSource
-from dmdt.classify import Classifier, lightcurve_counts
 from dmdt.lightcurves import LightCurve
+from dmdt.model import lightcurve_counts, load_model
 
 REFRESH_FRACTION = 0.1  # the broker's default feature_refresh_fraction
 
@@ -25,12 +24,12 @@ _MODEL: dict[str, Any] = {}
 def _features(job: tuple[str, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     path, t, m, err = job
     if path not in _MODEL:
-        _MODEL[path] = ModelSource(path, "cpu").current.classifier
+        _MODEL[path] = load_model(path, "cpu")
     return np.asarray(_MODEL[path].features(t, m, err))
 
 
 def features_of(path: str, parts: Sequence[tuple[LightCurve, int]], jobs: int) -> np.ndarray:
-    """The hybrid model's features of the first k points of each (curve, k), ``jobs`` processes."""
+    """The model's features of the first k points of each (curve, k), ``jobs`` processes."""
     from tqdm import tqdm
 
     work = [(path, lc.t[:k], lc.m[:k], lc.err[:k]) for lc, k in parts]
@@ -45,20 +44,21 @@ def features_of(path: str, parts: Sequence[tuple[LightCurve, int]], jobs: int) -
 
 
 def evaluate(path: str, curves: list[LightCurve], levels: Sequence[int], jobs: int) -> dict:
-    """Accuracy of one served model at each level, on the whole curves, and (hybrid) with the
-    refresh policy's oldest features."""
-    served = ModelSource(path, "cpu").current
-    clf = served.classifier
+    """Accuracy of one model at each level, on the whole curves, and (a model that reads
+    features) with the refresh policy's oldest features."""
+    clf = load_model(path, "cpu")
+    min_points = max(2, clf.min_points)  # as the broker serves it (broker.models.ServedModel)
     _MODEL[path] = clf  # features_of's one-process path uses it instead of loading it again
     classes = list(clf.classes)
     truth = np.array([classes.index(str(lc.label)) for lc in curves])
     n = np.array([len(lc) for lc in curves])
     # every (curve, k) the report needs: each level, the whole curve, the refresh policy's oldest
-    stale_k = np.maximum(np.floor(n / (1 + REFRESH_FRACTION)).astype(int), served.min_points)
+    stale_k = np.maximum(np.floor(n / (1 + REFRESH_FRACTION)).astype(int), min_points)
     parts: list[tuple[LightCurve, int]] = [(lc, int(k)) for lc, k in zip(curves, n, strict=True)]
     for k in levels:
         parts += [(lc, k) for lc in curves if len(lc) > k]
-    if served.kind == "hybrid":
+    reads_features = bool(clf.feature_names)
+    if reads_features:
         parts += [(lc, int(k)) for lc, k in zip(curves, stale_k, strict=True)]
         parts = list({(lc.source_id, k): (lc, k) for lc, k in parts}.values())  # no repeats
         t0 = time.perf_counter()
@@ -67,19 +67,19 @@ def evaluate(path: str, curves: list[LightCurve], levels: Sequence[int], jobs: i
         row = {(lc.source_id, k): i for i, (lc, k) in enumerate(parts)}
 
     def probs(cut: list[LightCurve], feature_k: Sequence[int] | np.ndarray) -> np.ndarray:
-        if isinstance(clf, Classifier):
-            return np.asarray(clf.classify_lightcurves(cut).probabilities)
         counts, n_points = lightcurve_counts(cut, clf.grid)
+        if not reads_features:
+            return np.asarray(clf.classify(counts, n_points, np.zeros((len(cut), 0))))
         x = feats[[row[(lc.source_id, k)] for lc, k in zip(cut, feature_k, strict=True)]]
         return np.asarray(clf.classify(counts, n_points, x))
 
     whole = probs(curves, n).argmax(axis=1) == truth
     out: dict[str, Any] = {
         "model": Path(path).name if Path(path).is_absolute() else path,
-        "name": served.name,
-        "version": served.version,
-        "kind": served.kind,
-        "min_points": served.min_points,
+        "name": clf.name,
+        "version": clf.version,
+        "kind": clf.kind,
+        "min_points": min_points,
         "classes": classes,
         "whole_accuracy": float(np.mean(whole)),
         "levels": [],
@@ -103,7 +103,7 @@ def evaluate(path: str, curves: list[LightCurve], levels: Sequence[int], jobs: i
                 ],
             }
         )
-    if served.kind == "hybrid":
+    if reads_features:
         stale = probs(curves, stale_k).argmax(axis=1) == truth
         out["refresh"] = {
             "fraction": REFRESH_FRACTION,

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmdt.classify import deterministic
 from dmdt.grids import Grid, get_grid
+from dmdt.inference import deterministic
 from dmdt.lightcurves import LightCurve
 from dmdt.nets import NetConfig, build_net
 from research.cache import write_json

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmdt.artifact import PAPER_CNN_DIR, load_model
+from dmdt.cnn import read_model
 from dmdt.datasets import load_labelled
 from dmdt.lightcurves import LightCurve
+from dmdt.registry import PAPER_CNN_DIR
 from research.paper.common import (
     Context,
     Store,
@@ -36,7 +37,7 @@ def as_if_flux(lc: LightCurve) -> LightCurve:
 def transfer(ctx: Context, store: Store, model: str = str(PAPER_CNN_DIR)) -> dict[str, Any]:
     """Direct application per band, then fine-tuning vs training from scratch on the same 15%."""
     b = ctx.budget
-    crts = load_model(model)
+    crts = read_model(model)
     lcs = cap_per_class(load_labelled("eros1", min_points=crts.min_points), b.eros_per_class)
     lcs.sort(key=lambda lc: (lc.source_id, lc.band or ""))
     images = data.images(lcs, crts.grid)

@@ -251,7 +251,7 @@ def cadences(survey: str) -> list[tuple[np.ndarray, np.ndarray]]:
 
         return [(lc.t, lc.err) for lc in load_labelled("eros1")]
     if survey == "ztf":
-        from broker.decode import ZtfDecoder
+        from broker.decode_ztf import ZtfDecoder
         from dmdt.datasets import data_dir
 
         decode = ZtfDecoder()

@@ -33,12 +33,14 @@ import fastavro
 import numpy as np
 
 from broker import photometry as ph
-from broker.decode import JD_MINUS_MJD, RubinDecoder, make_decoder
+from broker.decode import make_decoder
+from broker.decode_rubin import RubinDecoder
+from broker.decode_ztf import JD_MINUS_MJD
 from broker.kafka import Record
 from broker.models import ModelSource
 from broker.pipeline import Pipeline
 from broker.state import MemoryState
-from broker.testing import rubin_messages, ztf_messages
+from broker.tools.testing import rubin_messages, ztf_messages
 from research.cache import write_json
 from research.pages import write_block
 from research.survey_photometry.report import BEGIN, END, markdown

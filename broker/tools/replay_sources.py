@@ -22,9 +22,10 @@ from typing import Literal
 
 import numpy as np
 
-from broker.decode import DecodeError, ZtfDecoder
-from broker.replay_plan import ArchivedAlert
-from broker.testing import ztf_messages
+from broker.decode import DecodeError
+from broker.decode_ztf import ZtfDecoder
+from broker.tools.replay_plan import ArchivedAlert
+from broker.tools.testing import ztf_messages
 from dmdt.datasets import load_labelled
 from dmdt.lightcurves import (
     CleanSummary,

@@ -4,12 +4,12 @@
 2. load the model (``default``: the shipped one) and start the consumer (`broker.app.App`) in a
    thread of this process;
 3. replay the repository's cleaned CRTS light curves (all 5,757, or ``--limit`` sources) through
-   `broker.replay.replay_to_topic` in a child process, as fast as possible: one alert per
+   `broker.tools.replay.replay_to_topic` in a child process, as fast as possible: one alert per
    detection, in time order across all sources;
 4. print a live progress line until every alert is consumed and its classification delivered;
 5. read the output topic back, take the last classification of each source and compare it with
-   the labels and with `Classifier.classify_lightcurves` of the same cleaned curves (the offline
-   path of ``dmdt-train predict``): same class and the same float32 probabilities;
+   the labels and with `dmdt.model.classify_lightcurves` of the same cleaned curves (the offline
+   path of ``dmdt-train predict``): same class and the same probabilities;
 6. stop the consumer (drain, commit) and the broker, and print the summary.
 
 Latency is measured per classification from the input message's Kafka timestamp (set by the
@@ -20,16 +20,14 @@ Replaying as fast as possible builds a backlog, so these latencies are mostly qu
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,14 +35,22 @@ import numpy as np
 
 from broker.app import App, run_in_thread
 from broker.encode import decode_classification
-from broker.features import FeatureModel
 from broker.kafka import AlertConsumer
 from broker.kafka_admin import create_topics, wait_for_topics
 from broker.models import ModelSource
 from broker.settings import BrokerSettings
-from broker.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
-from dmdt.classify import Classifier, Predictions, lightcurve_counts
+from broker.tools.demo_report import (
+    ALL_LABELLED,
+    HELD_OUT,
+    Accuracy,
+    DemoSummary,
+    LatencyLog,
+    Progress,
+    percentiles,
+)
+from broker.tools.testing import TEST_CONSUMER_OVERRIDES, TansuBroker, unique_name
 from dmdt.lightcurves import LightCurve
+from dmdt.model import classify_lightcurves, held_out_ids
 
 log = logging.getLogger(__name__)
 
@@ -57,166 +63,9 @@ CONSUMER_OVERRIDES = dict(TEST_CONSUMER_OVERRIDES)
 PRODUCER_OVERRIDES = {"linger.ms": 5}
 
 
-@dataclass
-class LatencyLog:
-    """Append-to-published latencies (ms) of every classification, collected per batch."""
-
-    chunks: list[np.ndarray] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def on_batch(self, result: Any, delivered_ms: int) -> None:
-        """`App` batch hook."""
-        stamps = np.array([t for t in result.output_alert_ts if t is not None], dtype=np.int64)
-        if stamps.size:
-            with self.lock:
-                self.chunks.append(delivered_ms - stamps)
-
-    def values(self) -> np.ndarray:
-        """All latencies so far, in ms."""
-        with self.lock:
-            return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int64)
-
-    def recent(self, n: int = 20_000) -> np.ndarray:
-        """The latest ~n latencies (for the live line)."""
-        with self.lock:
-            out: list[np.ndarray] = []
-            for chunk in reversed(self.chunks):
-                out.append(chunk)
-                if sum(c.size for c in out) >= n:
-                    break
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-
-def percentiles(ms: np.ndarray) -> dict[str, float]:
-    """p50 / p90 / p99 / max of latencies in ms (NaN when empty)."""
-    if ms.size == 0:
-        return {k: float("nan") for k in ("p50", "p90", "p99", "max")}
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(ms.max())}
-
-
-HELD_OUT = "held-out"
-ALL_LABELLED = "all labelled"
-
-
-def held_out_ids(classifier: Any) -> frozenset[str]:
-    """Source ids a model held out of its training, as it records them (a CNN in its config's
-    test split, a hybrid model in its training record); empty when it records none."""
-    if isinstance(classifier, Classifier):
-        split = classifier.model.config.get("training", {}).get("split", {})
-        ids = split.get("test_ids", [])
-    else:
-        ids = (getattr(classifier, "training", None) or {}).get("held_out_ids", [])
-    return frozenset(ids)
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """Accuracy of the final stream classifications and of the offline ones on some sources."""
-
-    n: int
-    stream: float
-    offline: float
-
-    @classmethod
-    def of(
-        cls, scored: list[tuple[str, str | None, str]], labels: dict[str, str | None]
-    ) -> Accuracy:
-        """From (source, stream class or None, offline class) of labelled sources."""
-        n = len(scored)
-        if not n:
-            return cls(0, float("nan"), float("nan"))
-        stream = sum(got == labels[sid] for sid, got, _ in scored) / n
-        offline = sum(off == labels[sid] for sid, _, off in scored) / n
-        return cls(n, stream, offline)
-
-
-@dataclass
-class DemoSummary:
-    """What the demo measured (also written as JSON with --json)."""
-
-    sources: int
-    alerts: int
-    model: str
-    model_hash: str
-    replay_s: float
-    replay_rate: float
-    consumed: int
-    classified: int
-    dead_lettered: int
-    stream_s: float  # first alert consumed -> last classification delivered
-    stream_rate: float  # alerts per second over stream_s
-    total_s: float  # the whole demo, broker start to stop
-    latency_ms: dict[str, float]
-    accuracy_on: str  # HELD_OUT (sources the model never trained on) or ALL_LABELLED
-    labelled: int  # sources the accuracy is on (labelled with one of the model's classes)
-    accuracy: float  # of the final stream classification on those
-    offline_accuracy: float
-    all_labelled: int  # every source labelled with one of the model's classes
-    all_accuracy: float  # of the final stream classification on those: training curves included
-    compared: int  # sources with a final stream classification and an offline one
-    same_class: int
-    identical: int  # probabilities equal as float32
-    max_abs_diff: float
-    missing: list[str]  # sources classified offline but not in the stream (should be empty)
-    features_fresh: int | None = None  # hybrid: final outputs with features of the whole curve
-
-    def _accuracy_lines(self) -> list[str]:
-        if self.accuracy_on == HELD_OUT:
-            return [
-                f"  accuracy  {self.accuracy:.3f} on the {self.labelled:,} held-out sources (the "
-                f"model's test split, never trained on; offline: {self.offline_accuracy:.3f})",
-                f"            {self.all_accuracy:.3f} on all {self.all_labelled:,} labelled "
-                "sources, training curves included",
-            ]
-        return [
-            f"  accuracy  {self.accuracy:.3f} on all {self.labelled:,} sources labelled with the "
-            f"model's classes, training curves included: none of them is in a held-out split "
-            f"the model records (offline: {self.offline_accuracy:.3f})"
-        ]
-
-    @property
-    def agrees(self) -> bool:
-        """Stream and offline agree on every source."""
-        return not self.missing and self.same_class == self.compared and self.max_abs_diff < 1e-6
-
-    def render(self) -> str:
-        """The closing summary, a few aligned lines."""
-        lat = self.latency_ms
-        return "\n".join(
-            [
-                f"dmdt-broker demo: {self.sources:,} CRTS sources, {self.alerts:,} alerts, "
-                f"model {self.model} ({self.model_hash[:12]})",
-                f"  replay    {self.alerts:,} alerts in {self.replay_s:.1f} s "
-                f"({self.replay_rate:,.0f} alerts/s)",
-                f"  broker    {self.consumed:,} consumed, {self.classified:,} classified, "
-                f"{self.dead_lettered:,} dead-lettered in {self.stream_s:.1f} s "
-                f"({self.stream_rate:,.0f} alerts/s)",
-                f"  latency   append -> published: p50 {lat['p50']:,.0f} ms, p90 "
-                f"{lat['p90']:,.0f} ms, p99 {lat['p99']:,.0f} ms, max {lat['max']:,.0f} ms "
-                "(as fast as possible: mostly backlog)",
-                *self._accuracy_lines(),
-                f"  offline   {self.same_class:,}/{self.compared:,} final stream classifications "
-                f"have the offline class, {self.identical:,} identical probabilities "
-                f"(max |diff| {self.max_abs_diff:.1e}); {len(self.missing)} missing: "
-                + ("AGREE" if self.agrees else "DISAGREE"),
-                *(
-                    []
-                    if self.features_fresh is None
-                    else [
-                        f"  features  {self.features_fresh:,}/{self.compared:,} final outputs "
-                        "with features of the whole curve (offline used the stream's: the "
-                        "points of its last refresh)"
-                    ]
-                ),
-                f"  total     {self.total_s:.1f} s",
-            ]
-        )
-
-
 def _replay_child(bootstrap: str, topic: str, limit: int | None, seed: int, out: Any) -> None:
     """Child process: replay the bundled CRTS curves to the topic; send back the summary."""
-    from broker.replay import load_source, replay_to_topic
+    from broker.tools.replay import load_source, replay_to_topic
 
     try:
         fields: dict[str, Any] = {"bootstrap_servers": bootstrap}
@@ -236,68 +85,6 @@ def _replay_child(bootstrap: str, topic: str, limit: int | None, seed: int, out:
         out.put(("ok", asdict(summary)))
     except BaseException as exc:
         out.put(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class Progress:
-    """A live status line (carriage return) on a terminal; nothing when the stream is not one.
-
-    `stage(text)` shows ``starting (N s): text`` and keeps N moving while a step blocks.
-    """
-
-    def __init__(self, stream: TextIO, enabled: bool, started: float | None = None) -> None:
-        self.stream = stream
-        self.enabled = enabled and stream.isatty()
-        self.started = time.monotonic() if started is None else started
-        self.shown = False
-        self._stage: str | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        if self.enabled:
-            threading.Thread(target=self._tick, name="dmdt-demo-progress", daemon=True).start()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(1.0):
-            with self._lock:
-                stage = self._stage
-            if stage is not None:
-                self._write(self._staged(stage))
-
-    def _staged(self, text: str) -> str:
-        return f"  starting ({time.monotonic() - self.started:.0f} s): {text}"
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self.stream.write("\r" + text.ljust(110)[:140])
-            self.stream.flush()
-            self.shown = True
-
-    def stage(self, text: str) -> None:
-        """Show a step that may take a while; the seconds since the start keep counting."""
-        if self.enabled:
-            with self._lock:
-                self._stage = text
-            self._write(self._staged(text))
-
-    def show(self, text: str) -> None:
-        """Replace the line with text."""
-        if self.enabled:
-            with self._lock:
-                self._stage = None
-            self._write(text)
-
-    def close(self) -> None:
-        """Stop the ticking."""
-        self._stop.set()
-        self.done()
-
-    def done(self) -> None:
-        """End the line."""
-        with self._lock:
-            self._stage = None
-            if self.shown:
-                self.stream.write("\n")
-                self.stream.flush()
-                self.shown = False
 
 
 def _read_last_per_source(settings: BrokerSettings, expected: int) -> dict[bytes, bytes]:
@@ -367,8 +154,8 @@ def _run_demo(
     started: float,
     feature_refresh_always: bool,
 ) -> DemoSummary:
-    from broker.replay import load_source
-    from broker.replay_plan import select_sources
+    from broker.tools.replay import load_source
+    from broker.tools.replay_plan import select_sources
 
     bar = Progress(stream, progress, started)
     stage = bar.stage
@@ -486,19 +273,18 @@ def _run_demo(
         stage("reading the classifications back")
         last = _read_last_per_source(settings, st.classified)
 
-    # offline: the same cleaned curves through the Classifier dmdt-train predict uses
+    # offline: the same cleaned curves through the path dmdt-train predict uses
     stage("classifying the same curves offline")
     clf = served.classifier
     kept = [lc for lc in curves if len(lc) >= served.min_points]
     fresh: int | None = None
-    if isinstance(clf, Classifier):
-        offline = clf.classify_lightcurves(kept)
-    else:  # hybrid: with the features of the points the stream last refreshed them at
-        # the points each source's features were computed on: its last record says
-        feature_points = {
+    feature_points: dict[str, int] | None = None
+    if served.reads_features:  # each with the features of the points the stream last used
+        feature_points = {  # its last record says how many: exact whatever the refresh policy
             sid.decode(): decode_classification(v).features_n_points or 0 for sid, v in last.items()
         }
-        offline, fresh = _hybrid_offline(clf, kept, feature_points)
+        fresh = sum(feature_points.get(lc.source_id, 0) == len(lc) for lc in kept)
+    offline = classify_lightcurves(clf, kept, feature_points)
     labels = {lc.source_id: lc.label for lc in curves}
     if "other" in clf.classes:  # a model with an "other" class answers it for every other type
         labels = {k: v if v in clf.classes else "other" for k, v in labels.items()}
@@ -557,29 +343,3 @@ def _run_demo(
         missing=missing,
         features_fresh=fresh,
     )
-
-
-def _hybrid_offline(
-    clf: FeatureModel, curves: list[LightCurve], feature_points: dict[str, int]
-) -> tuple[Any, int]:
-    """A hybrid model's offline probabilities of whole curves, each with the features of the
-    first ``feature_points[source]`` points (the final record's ``features_n_points``: all of
-    them when fresh); and how many were fresh. Exact whatever the refresh policy."""
-    rows, fresh = [], 0
-    for lc in curves:
-        k = feature_points.get(lc.source_id, 0)
-        fresh += k == len(lc)
-        if k > 0:
-            rows.append(clf.features(lc.t[:k], lc.m[:k], lc.err[:k]))
-        else:  # none yet (over the budget): the stream classified with missing values
-            rows.append(np.full(len(clf.feature_names), np.nan))
-    counts, n_points = lightcurve_counts(curves, clf.grid)
-    probs = clf.classify(counts, n_points, np.array(rows).reshape(len(curves), -1))
-    return Predictions(tuple(lc.source_id for lc in curves), tuple(clf.classes), probs), fresh
-
-
-def write_json(summary: DemoSummary, path: str | Path) -> None:
-    """The summary as JSON (for scripts and tests)."""
-    data = asdict(summary)
-    data["agrees"] = summary.agrees
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broker.avro import SCHEMA_DIR, DecodeError, SchemaCache, read_body, read_container, unframe
-from broker.decode import RubinDecoder, SchemaRegistryUnavailable
+from broker.decode import SchemaRegistryUnavailable
+from broker.decode_rubin import RubinDecoder
 from broker.registry import local_registry
 
 if TYPE_CHECKING:

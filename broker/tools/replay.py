@@ -1,8 +1,9 @@
 """dmdt-broker replay: archived light curves and alerts -> an alert stream (Kafka topic or file).
 
-The plan (`broker.replay_plan.plan_replay`, pure) and the sources (`broker.replay_sources`) are
-wired here to a sink at a chosen pace: a Kafka topic through `broker.kafka.AlertProducer`
-(idempotent, acks=all, keyed by source id), a stream file, or nothing (a dry run).
+The plan (`broker.tools.replay_plan.plan_replay`, pure) and the sources
+(`broker.tools.replay_sources`) are wired here to a sink at a chosen pace: a Kafka topic through
+`broker.kafka.AlertProducer` (idempotent, acks=all, keyed by source id), a stream file, or
+nothing (a dry run).
 
 Stream file: the magic ``DMDTRPL1``, then one record per message: a big-endian header
 ``>IId`` (key length, value length, sim_time in MJD), the key (UTF-8 source id), the value (the
@@ -25,15 +26,15 @@ from broker.avro import SCHEMA_DIR
 from broker.decode import DecodedAlert
 from broker.encode import lightcurve_record
 from broker.registry import local_registry
-from broker.replay_plan import (
+from broker.settings import BrokerSettings
+from broker.tools.replay_plan import (
     DEFAULT_VISIT_GAP_DAYS,
     ArchivedAlert,
     PlannedAlert,
     ReplayPlan,
     plan_replay,
 )
-from broker.replay_sources import ReplaySource, ZtfFormat, load_source
-from broker.settings import BrokerSettings
+from broker.tools.replay_sources import ReplaySource, ZtfFormat, load_source
 
 if TYPE_CHECKING:
     from broker.kafka import AlertProducer

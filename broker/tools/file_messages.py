@@ -26,11 +26,13 @@ from pathlib import Path
 import fastavro
 import numpy as np
 
-from broker.decode import DecodedAlert, DecodeError, RubinDecoder, ZtfDecoder
-from broker.replay import lightcurve_encoder
-from broker.replay_plan import DEFAULT_BANDS, UNKNOWN_BAND, alert_ids
-from broker.replay_sources import load_source
-from broker.testing import rubin_messages, ztf_messages
+from broker.decode import DecodedAlert, DecodeError
+from broker.decode_rubin import RubinDecoder
+from broker.decode_ztf import ZtfDecoder
+from broker.tools.replay import lightcurve_encoder
+from broker.tools.replay_plan import DEFAULT_BANDS, UNKNOWN_BAND, alert_ids
+from broker.tools.replay_sources import load_source
+from broker.tools.testing import rubin_messages, ztf_messages
 from dmdt.lightcurves import LightCurve
 
 LIGHTCURVE_SUFFIXES = (".csv", ".tbl", ".ipac", ".npz")

@@ -130,7 +130,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def add_local_kafka_parser(sub: Any) -> None:
     """``local-kafka``: Tansu in the foreground, with the topics of a run."""
-    from broker.cli import _add_kafka_args
+    from broker.cli_args import add_kafka_args
 
     p = sub.add_parser(
         "local-kafka",
@@ -161,18 +161,18 @@ def add_local_kafka_parser(sub: Any) -> None:
         metavar="TOPIC[:N]",
         help="also create this topic (N partitions, default --partitions); repeat for several",
     )
-    _add_kafka_args(p)
+    add_kafka_args(p)
     p.set_defaults(handler=cmd_local_kafka)
 
 
 def cmd_local_kafka(args: argparse.Namespace) -> int:
     """``local-kafka``: run until Ctrl-C / SIGTERM (0), or 1 when the broker exits by itself."""
-    from broker.cli import _settings
+    from broker.cli_args import settings_from
     from broker.kafka_admin import create_topics, wait_for_topics
     from broker.startup import StartupError
-    from broker.testing import TansuBroker
+    from broker.tools.testing import TansuBroker
 
-    settings = _settings(args)
+    settings = settings_from(args)
     port = args.port or _bootstrap_port(settings.bootstrap_servers) or DEFAULT_PORT
     if _port_in_use(args.host, port):
         raise StartupError(
@@ -215,8 +215,8 @@ def cmd_local_kafka(args: argparse.Namespace) -> int:
 
 def add_read_parser(sub: Any) -> None:
     """``read TOPIC...``: records as JSON lines."""
-    from broker.cli import _add_kafka_args
-    from broker.message_json import DEFAULT_BYTES_LIMIT
+    from broker.cli_args import add_kafka_args
+    from broker.tools.message_json import DEFAULT_BYTES_LIMIT
 
     p = sub.add_parser(
         "read",
@@ -265,7 +265,7 @@ def add_read_parser(sub: Any) -> None:
         help="Confluent Schema Registry for Rubin schemas (default: $DMDT_SCHEMA_REGISTRY_URL, "
         "else the bundled files)",
     )
-    _add_kafka_args(p)
+    add_kafka_args(p)
     p.set_defaults(handler=cmd_read)
 
 
@@ -297,12 +297,12 @@ def _follow(
 
 def cmd_read(args: argparse.Namespace) -> int:
     """``read``: JSON lines until Ctrl-C, --limit or --idle (0)."""
-    from broker.cli import _settings
+    from broker.cli_args import settings_from
     from broker.kafka_admin import PartitionReader
-    from broker.message_json import MessageReader
     from broker.startup import check_kafka
+    from broker.tools.message_json import MessageReader
 
-    settings = _settings(args)
+    settings = settings_from(args)
     found = check_kafka(settings, {t: "the TOPIC argument" for t in args.topics})
     partitions = {t: found[t] for t in args.topics}
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
@@ -332,7 +332,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def add_send_parser(sub: Any) -> None:
     """``send PATH...``: files into a topic."""
-    from broker.cli import _add_kafka_args
+    from broker.cli_args import add_kafka_args
 
     p = sub.add_parser(
         "send",
@@ -369,7 +369,7 @@ def add_send_parser(sub: Any) -> None:
         "--topic)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
-    _add_kafka_args(p)
+    add_kafka_args(p)
     p.set_defaults(handler=cmd_send)
 
 
@@ -377,16 +377,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     """``send``: 0 when every message is acknowledged, 1 otherwise."""
     from tqdm import tqdm
 
-    from broker.cli import _replay_topic, _settings
-    from broker.file_messages import read_files
+    from broker.cli_args import replay_topic, settings_from
     from broker.kafka import AlertProducer
     from broker.startup import check_kafka
+    from broker.tools.file_messages import read_files
 
     if args.raw and not args.topic:
         raise ValueError("--raw needs --topic: raw bytes have no decoder to choose a topic by")
-    settings = _settings(args)
+    settings = settings_from(args)
     found = read_files(args.paths, min_points=args.min_points, survey=args.survey, raw=args.raw)
-    topic = args.topic or _replay_topic(args, settings, found.payload)
+    topic = args.topic or replay_topic(args, settings, found.payload)
     check_kafka(settings, {topic: "--topic" if args.topic else "DMDT_INPUT_TOPICS"})
     started = time.monotonic()
     producer = AlertProducer(settings)
