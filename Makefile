@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)  ## create .venv and install the project with test tools
 
 demo: $(STAMP)  ## the main job end to end: local Kafka broker, replay, consumer, summary
-	$(BIN)/dmdt-broker demo
+	$(BIN)/dmdt-broker demo --limit 300  # all 5,757 sources: see docs/streaming.md, The demo
 
 test: $(STAMP)  ## the test suite (starts its own Kafka-protocol broker on 127.0.0.1)
 	$(BIN)/python -m pytest
