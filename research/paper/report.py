@@ -54,6 +54,17 @@ def _status(doc: dict[str, Any] | None, name: str) -> str | None:
     return None
 
 
+def _section(store: Store, out: list[str], title: str, name: str) -> dict[str, Any] | None:
+    """Append the section's title and its run status; the experiment's results when it has
+    any parts done, else None."""
+    out.append(title)
+    doc = store.read(name)
+    note = _status(doc, name)
+    if note:
+        out.append(note)
+    return doc if doc and doc["parts"] else None
+
+
 def _recall_row(label: str, rows: list[dict[str, Any]], classes: list[str]) -> str:
     cells = [_spread([{"r": r["per_class_recall"].get(c)} for r in rows], "r") for c in classes]
     return f"| {label} | " + " | ".join(cells) + " |"
@@ -160,12 +171,8 @@ def _seven(store: Store, out: list[str]) -> None:
 
 
 def _pairwise(store: Store, out: list[str]) -> None:
-    out.append("## 2. The 21 pairwise binary classifiers (Table II)\n")
-    doc = store.read("pairwise")
-    note = _status(doc, "pairwise")
-    if note:
-        out.append(note)
-    if not doc or not doc["parts"]:
+    doc = _section(store, out, "## 2. The 21 pairwise binary classifiers (Table II)\n", "pairwise")
+    if doc is None:
         return
     s = doc["settings"]
     out.append(
@@ -193,12 +200,13 @@ def _pairwise(store: Store, out: list[str]) -> None:
 
 
 def _images(store: Store, out: list[str]) -> None:
-    out.append("## 3. Composite and median dmdt images per class (Figs. 3 and 5)\n")
-    doc = store.read("composites")
-    note = _status(doc, "composites")
-    if note:
-        out.append(note)
-    if doc and doc["parts"]:
+    doc = _section(
+        store,
+        out,
+        "## 3. Composite and median dmdt images per class (Figs. 3 and 5)\n",
+        "composites",
+    )
+    if doc is not None:
         out.append(
             "Mean (composite) and median uint8 image of every curve of each class, grid "
             "`mahabal2017` (x: dt bin, 24; y: dm bin, 22). The paper's figures: not available "
@@ -209,12 +217,10 @@ def _images(store: Store, out: list[str]) -> None:
 
 
 def _rpca(store: Store, out: list[str]) -> None:
-    out.append("## 4. Robust PCA backgrounds and row elimination (Table IV, Fig. 4)\n")
-    doc = store.read("rpca")
-    note = _status(doc, "rpca")
-    if note:
-        out.append(note)
-    if not doc or not doc["parts"]:
+    doc = _section(
+        store, out, "## 4. Robust PCA backgrounds and row elimination (Table IV, Fig. 4)\n", "rpca"
+    )
+    if doc is None:
         return
     s = doc["settings"]
     out.append(
@@ -255,12 +261,8 @@ def _rpca(store: Store, out: list[str]) -> None:
 
 
 def _bins(store: Store, out: list[str]) -> None:
-    out.append("## 5. dmdt bin variants (Table III)\n")
-    doc = store.read("bins")
-    note = _status(doc, "bins")
-    if note:
-        out.append(note)
-    if not doc or not doc["parts"]:
+    doc = _section(store, out, "## 5. dmdt bin variants (Table III)\n", "bins")
+    if doc is None:
         return
     s = doc["settings"]
     out.append(
@@ -290,12 +292,8 @@ def _bins(store: Store, out: list[str]) -> None:
 
 
 def _transfer(store: Store, out: list[str]) -> None:
-    out.append("## 6. Transfer learning to EROS-1 (Table V)\n")
-    doc = store.read("transfer")
-    note = _status(doc, "transfer")
-    if note:
-        out.append(note)
-    if not doc or not doc["parts"]:
+    doc = _section(store, out, "## 6. Transfer learning to EROS-1 (Table V)\n", "transfer")
+    if doc is None:
         return
     s, parts = doc["settings"], doc["parts"]
     out.append(
